@@ -1,0 +1,387 @@
+"""Turn the graph's custom stream events into a trajectory tree, live progress and a trace.
+
+Everything here is built from the custom events documented in ``docs/ARCHITECTURE.md`` alone,
+so it works the same for a local run, a child run deep in the recursion tree, or a run streamed
+from a LangGraph server.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.markup import escape
+from rich.tree import Tree
+
+__all__ = [
+    "LiveTree",
+    "PlainProgress",
+    "Progress",
+    "TraceBuilder",
+    "shorten",
+]
+
+
+def shorten(text: Any, limit: int = 60) -> str:
+    """Collapse whitespace in ``text`` and cut it to ``limit`` characters with an ellipsis."""
+    flat = " ".join(str(text if text is not None else "").split())
+    return flat if len(flat) <= limit else flat[: max(limit - 1, 0)] + "…"
+
+
+def _tokens(usage: Mapping[str, Any] | None) -> int:
+    if not usage:
+        return 0
+    total = usage.get("total_tokens")
+    if isinstance(total, int):
+        return total
+    return int(usage.get("input_tokens") or 0) + int(usage.get("output_tokens") or 0)
+
+
+@dataclass
+class _Iteration:
+    number: int
+    t: float
+    thought: str = ""
+    model_seconds: float | None = None
+    usage: dict[str, Any] = field(default_factory=dict)
+    n_code_blocks: int = 0
+    has_final: bool = False
+    blocks: dict[int, dict[str, Any]] = field(default_factory=dict)
+    subcalls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    children: list[str] = field(default_factory=list)
+
+    def output_chars(self) -> int:
+        return sum(int(b.get("output_chars") or 0) for b in self.blocks.values())
+
+    def errors(self) -> int:
+        return sum(1 for b in self.blocks.values() if b.get("error"))
+
+    def to_json(self, runs: Mapping[str, _Run]) -> dict[str, Any]:
+        return {
+            "iteration": self.number,
+            "t": self.t,
+            "thought": self.thought,
+            "model_seconds": self.model_seconds,
+            "usage": self.usage,
+            "n_code_blocks": self.n_code_blocks,
+            "has_final": self.has_final,
+            "code_blocks": [self.blocks[i] for i in sorted(self.blocks)],
+            "subcalls": list(self.subcalls.values()),
+            "children": [runs[c].to_json(runs) for c in self.children if c in runs],
+        }
+
+
+@dataclass
+class _Run:
+    run_id: str
+    parent_run_id: str | None
+    depth: int
+    t: float
+    query: str = ""
+    context_type: str | None = None
+    context_chars: int | None = None
+    iterations: list[_Iteration] = field(default_factory=list)
+    answer: str | None = None
+    stopped_reason: str | None = None
+    n_iterations: int | None = None
+    usage: dict[str, Any] = field(default_factory=dict)
+    seconds: float | None = None
+    ended: bool = False
+
+    def current(self, number: int, t: float) -> _Iteration:
+        """The iteration ``number``, created on first mention (events may arrive out of step)."""
+        if not self.iterations or self.iterations[-1].number != number:
+            for it in self.iterations:
+                if it.number == number:
+                    return it
+            self.iterations.append(_Iteration(number=number, t=t))
+        return self.iterations[-1]
+
+    def to_json(self, runs: Mapping[str, _Run]) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "parent_run_id": self.parent_run_id,
+            "depth": self.depth,
+            "t_start": self.t,
+            "query": self.query,
+            "context_type": self.context_type,
+            "context_chars": self.context_chars,
+            "answer": self.answer,
+            "stopped_reason": self.stopped_reason,
+            "n_iterations": self.n_iterations,
+            "usage": self.usage,
+            "seconds": self.seconds,
+            "iterations": [it.to_json(runs) for it in self.iterations],
+        }
+
+
+class TraceBuilder:
+    """Accumulates custom events into a tree of runs → iterations → code blocks / sub-calls.
+
+    Child runs hang under the parent iteration that was current when they started, which is
+    where the ``rlm_query`` call that spawned them was executing.
+    """
+
+    def __init__(self) -> None:
+        self.runs: dict[str, _Run] = {}
+        self.root_id: str | None = None
+        self.n_events = 0
+
+    def add(self, event: Mapping[str, Any]) -> None:
+        """Fold one custom event into the tree. Unknown or malformed events are ignored."""
+        kind = event.get("event")
+        run_id = event.get("run_id")
+        if not isinstance(kind, str) or not isinstance(run_id, str):
+            return
+        self.n_events += 1
+        t = float(event.get("t") or 0.0)
+        run = self.runs.get(run_id)
+        if run is None:
+            parent = event.get("parent_run_id")
+            run = _Run(
+                run_id=run_id,
+                parent_run_id=parent if isinstance(parent, str) else None,
+                depth=int(event.get("depth") or 0),
+                t=t,
+            )
+            self.runs[run_id] = run
+            if run.parent_run_id is None:
+                if self.root_id is None:
+                    self.root_id = run_id
+            elif run.parent_run_id in self.runs:
+                parent_run = self.runs[run.parent_run_id]
+                number = parent_run.iterations[-1].number if parent_run.iterations else 0
+                parent_run.current(number, t).children.append(run_id)
+        number = int(event.get("iteration") or 0)
+        if kind == "run_start":
+            run.query = str(event.get("query") or "")
+            run.context_type = event.get("context_type")
+            run.context_chars = event.get("context_chars")
+        elif kind == "iteration_start":
+            run.current(number, t)
+        elif kind == "model_reply":
+            it = run.current(number, t)
+            it.thought = str(event.get("thought") or "")
+            it.model_seconds = event.get("seconds")
+            it.usage = dict(event.get("usage") or {})
+            it.n_code_blocks = int(event.get("n_code_blocks") or 0)
+            it.has_final = bool(event.get("has_final"))
+        elif kind == "code":
+            block = run.current(number, t).blocks.setdefault(int(event.get("index") or 0), {})
+            block.update(index=int(event.get("index") or 0), code=event.get("code", ""))
+        elif kind == "observation":
+            block = run.current(number, t).blocks.setdefault(int(event.get("index") or 0), {})
+            block.update(
+                {
+                    k: event.get(k)
+                    for k in (
+                        "index",
+                        "output",
+                        "output_chars",
+                        "error",
+                        "seconds",
+                        "timed_out",
+                        "restarted",
+                    )
+                }
+            )
+        elif kind in ("subcall_start", "subcall_end"):
+            call_id = str(event.get("call_id"))
+            it = run.current(number, t)
+            call = it.subcalls.setdefault(call_id, {"call_id": call_id, "t_start": t})
+            for key in ("kind", "prompt", "seconds", "answer", "error", "child_run_id"):
+                if key in event:
+                    call[key] = event[key]
+            call["done"] = kind == "subcall_end"
+        elif kind == "final":
+            run.answer = event.get("answer")
+            run.stopped_reason = event.get("stopped_reason")
+            run.n_iterations = event.get("iterations")
+        elif kind == "run_end":
+            run.usage = dict(event.get("usage") or {})
+            run.seconds = event.get("seconds")
+            run.ended = True
+
+    @property
+    def root(self) -> _Run | None:
+        """The root run, once its first event has arrived."""
+        return self.runs.get(self.root_id) if self.root_id else None
+
+    def tree(self) -> dict[str, Any] | None:
+        """The whole recursion tree as JSON-ready data, or ``None`` before any event."""
+        root = self.root
+        if root is None:
+            return None
+        return root.to_json(self.runs)
+
+    def orphans(self) -> list[dict[str, Any]]:
+        """Runs whose parent never showed up (e.g. a partial stream); kept so nothing is lost."""
+        return [
+            r.to_json(self.runs)
+            for r in self.runs.values()
+            if r.parent_run_id is not None and r.parent_run_id not in self.runs
+        ]
+
+
+class Progress:
+    """Receives every event; subclasses draw something. The base class draws nothing."""
+
+    def __init__(self, builder: TraceBuilder) -> None:
+        self.builder = builder
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def on_event(self, event: Mapping[str, Any]) -> None:
+        """Called after ``event`` has been added to the builder."""
+
+    def close(self) -> None:
+        """Flush whatever is still on screen."""
+
+
+class PlainProgress(Progress):
+    """One plain line per step, indented by depth; for pipes, logs and CI."""
+
+    def __init__(self, builder: TraceBuilder, stream: IO[str] | None = None) -> None:
+        super().__init__(builder)
+        self.stream = stream if stream is not None else sys.stderr
+
+    def _line(self, event: Mapping[str, Any], text: str) -> None:
+        depth = int(event.get("depth") or 0)
+        head = f"[d{depth} #{int(event.get('iteration') or 0)} {float(event.get('t') or 0):6.1f}s]"
+        self.stream.write(f"{'  ' * depth}{head} {text}\n")
+        self.stream.flush()
+
+    def on_event(self, event: Mapping[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "run_start":
+            chars = event.get("context_chars")
+            self._line(
+                event,
+                f"run: {shorten(event.get('query'), 70)!r} "
+                f"(context {event.get('context_type')}, {chars} chars)",
+            )
+        elif kind == "model_reply":
+            self._line(
+                event,
+                f"thought: {shorten(event.get('thought'), 80)!r} "
+                f"({_tokens(event.get('usage'))} tok, {float(event.get('seconds') or 0):.1f}s)",
+            )
+        elif kind == "code":
+            self._line(event, f"code: {shorten(event.get('code'), 80)}")
+        elif kind == "observation":
+            err = f", error: {shorten(event.get('error'), 60)}" if event.get("error") else ""
+            self._line(event, f"output: {event.get('output_chars')} chars{err}")
+        elif kind == "subcall_start":
+            self._line(event, f"{event.get('kind')}_query: {shorten(event.get('prompt'), 70)!r}")
+        elif kind == "subcall_end":
+            err = f" error: {shorten(event.get('error'), 60)}" if event.get("error") else ""
+            self._line(
+                event,
+                f"{event.get('kind')}_query done ({float(event.get('seconds') or 0):.1f}s)"
+                f"{err} → {shorten(event.get('answer'), 50)!r}",
+            )
+        elif kind == "final":
+            self._line(
+                event,
+                f"final ({event.get('stopped_reason')}, {event.get('iterations')} iterations): "
+                f"{shorten(event.get('answer'), 70)!r}",
+            )
+        elif kind == "run_end":
+            self._line(
+                event,
+                f"run end: {_tokens(event.get('usage'))} tok, "
+                f"{float(event.get('seconds') or 0):.1f}s",
+            )
+
+
+class LiveTree(Progress):
+    """A rich tree redrawn in place: runs → iterations → sub-calls, for a terminal."""
+
+    def __init__(self, builder: TraceBuilder, console: Console | None = None) -> None:
+        super().__init__(builder)
+        self.console = console if console is not None else Console(stderr=True)
+        # transient: the cropped live view is replaced by one full render at the end.
+        self.live = Live(
+            self.render(),
+            console=self.console,
+            refresh_per_second=8,
+            transient=True,
+            vertical_overflow="crop",
+        )
+        self.live.start()
+
+    def on_event(self, event: Mapping[str, Any]) -> None:
+        self.live.update(self.render())
+
+    def close(self) -> None:
+        if self.live.is_started:
+            self.live.stop()
+            self.console.print(self.render())
+
+    def render(self) -> RenderableType:
+        """The whole tree as a rich renderable."""
+        root = self.builder.root
+        if root is None:
+            return Group("[dim]starting…[/dim]")
+        tree = Tree(self._run_label(root), guide_style="dim")
+        self._add_run(tree, root)
+        return tree
+
+    def _run_label(self, run: _Run) -> str:
+        status = "✓" if run.ended else "…"
+        tail = ""
+        if run.ended:
+            tail = f" [dim]{_tokens(run.usage)} tok, {float(run.seconds or 0):.1f}s[/dim]"
+        ctx = f" [dim]({run.context_type}, {run.context_chars} chars)[/dim]"
+        return f"[bold]{status} d{run.depth}[/bold] {escape(shorten(run.query, 60))}{ctx}{tail}"
+
+    def _add_run(self, node: Tree, run: _Run) -> None:
+        for it in run.iterations:
+            branch = node.add(self._iteration_label(it))
+            for call in it.subcalls.values():
+                # rlm calls that spawned a child run are drawn as that run, not twice.
+                if call.get("kind") == "rlm" and (call.get("child_run_id") or not call.get("done")):
+                    continue
+                mark = "✓" if call.get("done") else "…"
+                err = " [red]error[/red]" if call.get("error") else ""
+                secs = f" {float(call.get('seconds') or 0):.1f}s" if call.get("done") else ""
+                branch.add(
+                    f"{mark} {call.get('kind')}_query {escape(shorten(call.get('prompt'), 40))!r}"
+                    f"[dim]{secs}[/dim]{err}"
+                )
+            for child_id in it.children:
+                child = self.builder.runs.get(child_id)
+                if child is not None:
+                    self._add_run(branch.add(self._run_label(child)), child)
+        if run.answer is not None:
+            node.add(
+                f"[green]answer[/green] {escape(shorten(run.answer, 70))!r} "
+                f"[dim]({run.stopped_reason})[/dim]"
+            )
+
+    def _iteration_label(self, it: _Iteration) -> str:
+        parts = [f"#{it.number}"]
+        if it.thought:
+            parts.append(escape(shorten(it.thought, 40)))
+        if it.blocks:
+            first = it.blocks[min(it.blocks)].get("code", "")
+            parts.append(f"[cyan]{escape(shorten(first, 40))}[/cyan]")
+            done = [b for b in it.blocks.values() if "output_chars" in b]
+            if done:
+                parts.append(f"→ {it.output_chars()} chars")
+            if it.errors():
+                parts.append(f"[red]{it.errors()} error(s)[/red]")
+        if it.has_final and not it.blocks:
+            parts.append("[green]final answer[/green]")
+        if it.usage:
+            parts.append(f"[dim]{_tokens(it.usage)} tok[/dim]")
+        parts.append(f"[dim]@{it.t:.1f}s[/dim]")
+        return " ".join(parts)
