@@ -1,3 +1,41 @@
-"""rlm-graph: Recursive Language Models as a LangGraph workflow."""
+"""rlm-graph: Recursive Language Models as a LangGraph workflow.
+
+Public API (imported lazily so ``import rlm_graph`` and the sandbox worker stay cheap):
+
+- :func:`build_graph` — the compiled RLM graph.
+- :class:`Context` — its per-run settings (the graph's context schema).
+- :func:`resolve_model` — ``"provider/model"`` spec → LangChain chat model.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from rlm_graph.context import Context
+    from rlm_graph.graph import build_graph
+    from rlm_graph.models import resolve_model
+
+_LAZY = {
+    "build_graph": "rlm_graph.graph",
+    "Context": "rlm_graph.context",
+    "resolve_model": "rlm_graph.models",
+}
+
+__all__ = ["Context", "__version__", "build_graph", "resolve_model"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rlm_graph' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

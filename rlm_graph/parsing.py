@@ -1,0 +1,67 @@
+"""Parse a model reply into its thought, code blocks and final answer.
+
+Format: ``Thought: ...`` followed by fenced code (```python or ```repl), or
+``Final Answer: ...``. Only fences tagged python/py/repl count as code, so a model quoting data
+in a plain fence does not run it. ``Final Answer:`` inside a code block is code, not an answer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+_FENCE = re.compile(
+    r"```[ \t]*(?P<lang>python3?|py|repl)[ \t]*\r?\n(?P<code>.*?)(?:\r?\n)?[ \t]*(?:```|\Z)",
+    re.DOTALL | re.IGNORECASE,
+)
+_ANY_FENCE = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
+_FINAL = re.compile(r"^[ \t>*_#]*final[ \t]+answer[ \t*_]*:[ \t*_]*", re.IGNORECASE | re.MULTILINE)
+_THOUGHT = re.compile(r"^[ \t>*_#]*thought[ \t*_]*:[ \t*_]*", re.IGNORECASE | re.MULTILINE)
+_THINK_TAGS = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL | re.IGNORECASE)
+_OBSERVATION = re.compile(r"^[ \t]*observation[ \t]*:", re.IGNORECASE | re.MULTILINE)
+
+
+@dataclass
+class ParsedReply:
+    """A model reply split into its parts."""
+
+    thought: str = ""
+    code_blocks: list[str] = field(default_factory=list)
+    final_answer: str | None = None
+
+    @property
+    def has_code(self) -> bool:
+        """True when at least one runnable block was found."""
+        return bool(self.code_blocks)
+
+
+def parse_reply(text: str) -> ParsedReply:
+    """Split ``text`` into thought, runnable code blocks (in order) and final answer."""
+    text = _THINK_TAGS.sub("", text or "")
+    # A model that invents its own "Observation:" is hallucinating the REPL: ignore the rest.
+    for m in _OBSERVATION.finditer(text):
+        if not _inside(m.start(), _ANY_FENCE, text):
+            text = text[: m.start()]
+            break
+
+    code_blocks = [m.group("code") for m in _FENCE.finditer(text)]
+    code_blocks = [c for c in code_blocks if c.strip()]
+
+    prose = _ANY_FENCE.sub("\n", text)
+    final: str | None = None
+    fm = _FINAL.search(prose)
+    if fm:
+        final = prose[fm.end() :].strip()
+        prose = prose[: fm.start()]
+
+    thought = prose
+    t = _THOUGHT.search(prose)
+    if t:
+        thought = prose[t.end() :]
+    return ParsedReply(
+        thought=" ".join(thought.split()), code_blocks=code_blocks, final_answer=final
+    )
+
+
+def _inside(pos: int, pattern: re.Pattern[str], text: str) -> bool:
+    return any(m.start() < pos < m.end() for m in pattern.finditer(text))

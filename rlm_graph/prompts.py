@@ -1,0 +1,249 @@
+"""Prompts: the root prompt (metadata only), observations, corrections, the forced answer.
+
+The payload never reaches the model: the prompt describes it (type, length, chunk lengths, a
+short preview) in a size that does not grow with the payload.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rlm_graph.state import BlockResult
+
+QUERY_VERBATIM_CHARS = 2_000
+PREVIEW_CHARS = 300
+MAX_LISTED_CHUNKS = 20
+MAX_LISTED_KEYS = 20
+
+
+class InputError(ValueError):
+    """The graph input is unusable; the message says what is wrong and how to fix it."""
+
+
+def validate_input(query: Any, payload: Any) -> None:
+    """Raise :class:`InputError` for a missing/empty/non-string query or an unsupported payload."""
+    if query is None:
+        raise InputError(
+            "input is missing 'query': pass {'query': 'your question', 'context': payload}"
+        )
+    if not isinstance(query, str):
+        raise InputError(
+            f"'query' must be a string, got {type(query).__name__}: pass the question as text "
+            "and any data as 'context'"
+        )
+    if not query.strip():
+        raise InputError("'query' is empty: pass the question to answer as non-empty text")
+    if payload is not None and not isinstance(payload, (str, list, tuple, dict)):
+        raise InputError(
+            f"unsupported 'context' type {type(payload).__name__}: pass a str, a list (of "
+            "str or JSON values) or a dict of JSON values (convert other objects with str() "
+            "or json.dumps())"
+        )
+
+
+def _type_name(payload: Any) -> str:
+    if isinstance(payload, (list, tuple)):
+        kinds = sorted({type(x).__name__ for x in payload[:1000]})
+        return f"list[{' | '.join(kinds)}]" if kinds else "list"
+    return type(payload).__name__
+
+
+def _chars(item: Any) -> int:
+    return len(item) if isinstance(item, str) else len(repr(item))
+
+
+def payload_chars(payload: Any) -> int:
+    """Total size in characters (strings count their length, other items their repr)."""
+    if isinstance(payload, (list, tuple)):
+        return sum(_chars(x) for x in payload)
+    if isinstance(payload, dict):
+        return sum(_chars(k) + _chars(v) for k, v in payload.items())
+    return _chars(payload)
+
+
+def payload_type(payload: Any) -> str:
+    """Short type description such as ``str`` or ``list[str]``."""
+    return _type_name(payload)
+
+
+def _preview(text: str, limit: int = PREVIEW_CHARS) -> str:
+    text = text if len(text) <= limit else text[:limit] + f"… [{len(text) - limit:,} more chars]"
+    return repr(text)
+
+
+def describe_payload(payload: Any) -> str:
+    """Metadata lines about ``payload`` (never the payload itself)."""
+    lines = [f"- type: {_type_name(payload)}", f"- total length: {payload_chars(payload):,} chars"]
+    if isinstance(payload, str):
+        lines.append(f"- lines: {payload.count(chr(10)) + 1:,}")
+        lines.append(f"- preview: {_preview(payload)}")
+    elif isinstance(payload, (list, tuple)):
+        sizes = [_chars(x) for x in payload]
+        lines.append(f"- chunks: {len(sizes):,}")
+        if sizes and len(sizes) <= MAX_LISTED_CHUNKS:
+            lines.append(f"- chunk lengths: {sizes}")
+        elif sizes:
+            lines.append(
+                f"- chunk lengths: min {min(sizes):,}, median {int(statistics.median(sizes)):,}, "
+                f"max {max(sizes):,}; first {sizes[:5]}"
+            )
+        if payload:
+            first = payload[0]
+            shown = first if isinstance(first, str) else repr(first)
+            lines.append(f"- preview of context[0]: {_preview(shown)}")
+    elif isinstance(payload, dict):
+        keys = [repr(k) for k in list(payload)[:MAX_LISTED_KEYS]]
+        more = f" (+{len(payload) - len(keys):,} more)" if len(payload) > len(keys) else ""
+        lines.append(f"- keys ({len(payload):,}): {', '.join(keys)}{more}")
+    return "\n".join(lines)
+
+
+def describe_query(query: str) -> str:
+    """The query verbatim when short, otherwise its size and a preview."""
+    if len(query) <= QUERY_VERBATIM_CHARS:
+        return query
+    return (
+        f"(The question is long: {len(query):,} chars. Read it in full from the `query` "
+        f"variable.)\nStart of the question: {_preview(query, 500)}"
+    )
+
+
+SYSTEM_PROMPT = """\
+You answer a question about data you cannot see directly. The data is in a Python REPL as the \
+variable `context`; you explore it by writing code and reading what it prints.
+
+Reply in exactly one of these two forms:
+
+Thought: <one or two sentences about what to do next>
+```python
+<code; print() what you need to see>
+```
+
+or, once you know the answer:
+
+Thought: <why this is the answer>
+Final Answer: <the answer>
+
+Rules:
+- Never write "Final Answer:" in the same reply as code: you have not seen its output yet.
+- Each reply's code runs in the same REPL: variables persist between replies.
+- Only printed output (capped at {max_output_chars:,} chars) comes back to you. Print slices, \
+counts and summaries, not the whole context.
+- You may also end from code with `final_answer(value)`.
+
+Available in the REPL:
+- `context`: the data; `query`: the question text.
+- `llm_query(prompt: str) -> str`: ask a language model (it sees only `prompt`; it can read \
+roughly 100k chars). Use it to read or classify chunks of `context`.
+- `llm_query_batched(prompts: list[str]) -> list[str]`: many llm_query calls run concurrently \
+(up to {max_concurrency} at once); answers in the same order.
+- {rlm_line}
+- {rlm_batched_line}
+- `final_answer(value)`: finish with str(value).
+- Standard library modules (re, json, collections, math, ...) can be imported.
+
+Limits: {limits}
+"""
+
+_RLM_CHILD = (
+    "`rlm_query(query: str, context=None) -> str`: hand a sub-task to a fresh recursive agent "
+    "like you, with its own REPL where `context` is what you pass (a str, list or dict); it "
+    "returns only its final answer. You are at depth {depth} of {max_depth}."
+)
+_RLM_PLAIN = (
+    "`rlm_query(query: str, context=None) -> str`: you are at the maximum depth ({depth}), so "
+    "this is a plain language-model call on query + context (no REPL) — same as llm_query."
+)
+_RLM_BATCHED = (
+    "`rlm_query_batched(items: list[tuple[str, object]]) -> list[str]`: several rlm_query "
+    "calls (query, context) run concurrently; answers in the same order."
+)
+
+
+def system_prompt(
+    *,
+    depth: int,
+    max_depth: int,
+    max_iterations: int,
+    max_output_chars: int,
+    max_concurrency: int,
+    remaining: Mapping[str, Any],
+) -> str:
+    """The system message for a run at ``depth``."""
+    limits = [f"{max_iterations} replies"]
+    if remaining.get("llm_calls") is not None:
+        limits.append(f"{remaining['llm_calls']} model calls left for the whole task")
+    if remaining.get("total_tokens") is not None:
+        limits.append(f"{remaining['total_tokens']:,} tokens left")
+    if remaining.get("seconds") is not None:
+        limits.append(f"{remaining['seconds']:g} s left")
+    return SYSTEM_PROMPT.format(
+        max_output_chars=max_output_chars,
+        max_concurrency=max_concurrency,
+        rlm_line=(_RLM_CHILD if depth < max_depth else _RLM_PLAIN).format(
+            depth=depth, max_depth=max_depth
+        ),
+        rlm_batched_line=_RLM_BATCHED,
+        limits="; ".join(limits) + ".",
+    )
+
+
+def user_prompt(query: str, payload: Any) -> str:
+    """The first user message: the question and the payload's metadata."""
+    return (
+        f"Question:\n{describe_query(query)}\n\n"
+        f"The variable `context` holds:\n{describe_payload(payload)}\n\n"
+        "Start by exploring `context` with code."
+    )
+
+
+EMPTY_OUTPUT_HINT = "(no output — use print() to see values)"
+
+
+def observation(
+    results: Sequence[BlockResult], *, rejected_final: bool, iteration: int, max_iterations: int
+) -> str:
+    """The next user message after code ran."""
+    parts: list[str] = []
+    many = len(results) > 1
+    for r in results:
+        head = f"Observation (block {r['index'] + 1}):" if many else "Observation:"
+        body = r["output"].rstrip("\n")
+        if r["output_chars"] > len(r["output"]):
+            body += f"\n[output truncated: {r['output_chars']:,} chars in total]"
+        if r["error"]:
+            body = (body + "\n" if body else "") + f"Error: {r['error'].rstrip()}"
+        if r["timed_out"]:
+            body += "\n[the block timed out]"
+        if r["restarted"]:
+            body += "\n[the REPL was restarted: variables from earlier blocks are lost]"
+        parts.append(f"{head}\n{body if body.strip() else EMPTY_OUTPUT_HINT}")
+    if rejected_final:
+        parts.append(
+            "Your Final Answer was not accepted: it was written before the code's output was "
+            "seen. Check the output above, then reply with Final Answer alone."
+        )
+    left = max_iterations - iteration
+    parts.append(f"({left} repl{'y' if left == 1 else 'ies'} left)")
+    return "\n\n".join(parts)
+
+
+CORRECTION = (
+    "Your reply had neither a ```python code block nor a line starting with 'Final Answer:'. "
+    "Reply with Thought: and a ```python block, or with Final Answer: <answer>."
+)
+
+FORCED_ANSWER = (
+    "You have used all your replies. Based only on what you have learned so far, give your best "
+    "answer now. Reply with 'Final Answer: <answer>' and no code."
+)
+
+
+def subcall_prompt(query: str, payload: Any) -> str:
+    """Prompt for a plain sub-model call that stands in for ``rlm_query`` past max_depth."""
+    if payload is None:
+        return query
+    text = payload if isinstance(payload, str) else repr(payload)
+    return f"{query}\n\nContext:\n{text}"

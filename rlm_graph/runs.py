@@ -1,0 +1,295 @@
+"""Process-local live objects of RLM runs: sandbox, budget link, sub-call handlers.
+
+Nothing here goes into graph state (a sandbox cannot be checkpointed). A run's objects are
+found by its ``run_id`` (kept in state); the tree's :class:`~rlm_graph.budget.Budget` by the
+root run's id (``config["configurable"]["rlm_root"]`` in descendants).
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import patch_config
+
+from rlm_graph import budget as budgets
+from rlm_graph.budget import Budget, BudgetExhausted
+from rlm_graph.context import Context
+from rlm_graph.events import RunInfo, preview
+from rlm_graph.prompts import subcall_prompt
+from rlm_graph.state import Usage, add_usage, empty_usage
+
+if TYPE_CHECKING:
+    from rlm_graph.sandbox import Sandbox
+
+Writer = Callable[[Any], None]
+
+
+def usage_of(message: BaseMessage) -> Usage:
+    """Usage of one model call from ``AIMessage.usage_metadata`` (zeros when not reported)."""
+    meta = getattr(message, "usage_metadata", None) or {}
+    inp = int(meta.get("input_tokens") or 0)
+    out = int(meta.get("output_tokens") or 0)
+    total = int(meta.get("total_tokens") or (inp + out))
+    return Usage(input_tokens=inp, output_tokens=out, total_tokens=total, llm_calls=1)
+
+
+def message_text(message: BaseMessage) -> str:
+    """Plain text of a model reply (content blocks joined)."""
+    content = message.content
+    if isinstance(content, str):
+        return content
+    parts = [
+        c if isinstance(c, str) else str(c.get("text", ""))
+        for c in content
+        if isinstance(c, str) or c.get("type") == "text"
+    ]
+    return "".join(parts)
+
+
+def call_model(budget: Budget, model: BaseChatModel, messages: Any) -> tuple[BaseMessage, Usage]:
+    """One budgeted model call: reserve a slot, call, record usage (release the slot on error).
+
+    Raises :class:`BudgetExhausted` before calling when the tree's budget is spent.
+    """
+    budget.reserve()
+    try:
+        reply = model.invoke(messages)
+    except BaseException:
+        budget.release()
+        raise
+    usage = usage_of(reply)
+    budget.record(usage)
+    return reply, usage
+
+
+@dataclasses.dataclass
+class Run:
+    """Live objects of one run (root or child)."""
+
+    info: RunInfo
+    budget_id: str
+    budget: Budget
+    ctx: Context
+    is_root: bool
+    sandbox: Sandbox | None = None
+    # Set by each execute step so handlers use the current node's config and stream writer.
+    config: RunnableConfig | None = None
+    writer: Writer | None = None
+    iteration: int = 0
+    started: float = dataclasses.field(default_factory=time.monotonic)
+    _pending: Usage = dataclasses.field(default_factory=empty_usage)
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def add_usage(self, usage: Usage) -> None:
+        """Account sub-call usage, collected by the next :meth:`take_usage`."""
+        with self._lock:
+            self._pending = add_usage(self._pending, usage)
+
+    def take_usage(self) -> Usage:
+        """Usage added since the last call."""
+        with self._lock:
+            pending, self._pending = self._pending, empty_usage()
+            return pending
+
+    def emit(self, event: Any, **fields: Any) -> None:
+        """Emit a custom stream event for this run at its current iteration."""
+        self.info.emit(self.writer, event, self.iteration, **fields)
+
+    def close_sandbox(self) -> None:
+        """Close this run's sandbox (idempotent)."""
+        sandbox, self.sandbox = self.sandbox, None
+        if sandbox is not None:
+            sandbox.close()
+
+
+_RUNS: dict[str, Run] = {}
+_RUNS_LOCK = threading.Lock()
+
+
+def new_id() -> str:
+    """A fresh run / call id."""
+    return uuid.uuid4().hex[:12]
+
+
+def open_run(run_id: str, config: RunnableConfig, ctx: Context) -> Run:
+    """Register the live objects of a run, creating the tree's budget at the root."""
+    conf = config.get("configurable") or {}
+    root_id = conf.get("rlm_root")
+    budget = budgets.lookup(root_id) if root_id else None
+    is_root = budget is None
+    if budget is None:
+        root_id = run_id
+        budget = Budget(
+            max_llm_calls=ctx.max_llm_calls,
+            max_total_tokens=ctx.max_total_tokens,
+            max_seconds=ctx.max_seconds,
+        )
+        budgets.register(run_id, budget)
+    assert root_id is not None
+    info = RunInfo(
+        run_id=run_id,
+        parent_run_id=conf.get("rlm_parent_run") if not is_root else None,
+        depth=int(conf.get("rlm_depth", 0)) if not is_root else 0,
+        clock=budget.elapsed,
+    )
+    run = Run(info=info, budget_id=root_id, budget=budget, ctx=ctx, is_root=is_root)
+    with _RUNS_LOCK:
+        _RUNS[run_id] = run
+    return run
+
+
+def get_run(run_id: str) -> Run:
+    """The live objects of a run started in this process."""
+    with _RUNS_LOCK:
+        run = _RUNS.get(run_id)
+    if run is None:
+        raise RuntimeError(
+            f"RLM run {run_id} has no live state in this process (was it resumed elsewhere?)"
+        )
+    return run
+
+
+def close_run(run_id: str) -> None:
+    """Close a run's sandbox and forget it; at the root, also every leftover run of the tree."""
+    with _RUNS_LOCK:
+        run = _RUNS.pop(run_id, None)
+        leftovers: list[Run] = []
+        if run is not None and run.is_root:
+            leftovers = [r for r in _RUNS.values() if r.budget_id == run.budget_id]
+            for r in leftovers:
+                _RUNS.pop(r.info.run_id, None)
+    for r in ([run] if run else []) + leftovers:
+        try:
+            r.close_sandbox()
+        except Exception:  # closing is best effort; never mask the run's own outcome
+            pass
+    if run is not None and run.is_root:
+        budgets.unregister(run.budget_id)
+
+
+@atexit.register
+def close_all() -> None:
+    """Safety net: close every sandbox still open in this process."""
+    with _RUNS_LOCK:
+        runs = list(_RUNS.values())
+        _RUNS.clear()
+    for r in runs:
+        try:
+            r.close_sandbox()
+        except Exception:
+            pass
+
+
+class Handlers:
+    """The host functions a run's sandbox calls: ``llm_query`` and ``rlm_query``."""
+
+    def __init__(
+        self,
+        run: Run,
+        sub_model: Callable[[], BaseChatModel],
+        invoke_child: Callable[[dict[str, Any], RunnableConfig, dict[str, Any]], dict[str, Any]],
+    ) -> None:
+        self.run = run
+        self.sub_model = sub_model
+        self.invoke_child = invoke_child
+
+    def as_dict(self) -> dict[str, Callable[..., Any]]:
+        """Mapping for ``Sandbox(handlers=...)``."""
+        return {"llm_query": self.llm_query, "rlm_query": self.rlm_query}
+
+    def llm_query(self, prompt: str) -> str:
+        """A plain sub-model call, budgeted and counted in this run's usage."""
+        return self._plain(str(prompt), kind="llm")
+
+    def rlm_query(self, query: str, context: Any = None) -> str:
+        """Run the same graph on a sub-task one level deeper (plain call past max_depth)."""
+        if not isinstance(query, str) or not query.strip():
+            raise ValueError("rlm_query needs a non-empty query string")
+        run = self.run
+        depth = run.info.depth + 1
+        if depth > run.ctx.max_depth:
+            return self._plain(subcall_prompt(query, context), kind="llm")
+        reason = run.budget.exhausted()
+        if reason:
+            return f"Error: budget exhausted: {reason}"
+        call_id, child_id = new_id(), new_id()
+        run.emit("subcall_start", call_id=call_id, kind="rlm", prompt=preview(query))
+        start = time.monotonic()
+        parent = run.config or {}
+        child_config = patch_config(
+            parent,
+            recursion_limit=max(parent.get("recursion_limit", 25), 4 * run.ctx.max_iterations + 8),
+            configurable={
+                **(parent.get("configurable") or {}),
+                "rlm_depth": depth,
+                "rlm_root": run.budget_id,
+                "rlm_parent_run": run.info.run_id,
+                "rlm_run_id": child_id,
+            },
+        )
+        child_input: dict[str, Any] = {"query": query}
+        if context is not None:
+            child_input["context"] = context
+        try:
+            out = self.invoke_child(child_input, child_config, dataclasses.asdict(run.ctx))
+        except BaseException as exc:
+            run.emit(
+                "subcall_end",
+                call_id=call_id,
+                kind="rlm",
+                seconds=round(time.monotonic() - start, 4),
+                answer="",
+                error=f"{type(exc).__name__}: {exc}",
+                child_run_id=child_id,
+            )
+            raise
+        run.add_usage(out["usage"])
+        answer = str(out["answer"])
+        run.emit(
+            "subcall_end",
+            call_id=call_id,
+            kind="rlm",
+            seconds=round(time.monotonic() - start, 4),
+            answer=preview(answer),
+            error=None,
+            child_run_id=child_id,
+        )
+        return answer
+
+    def _plain(self, prompt: str, *, kind: str) -> str:
+        run = self.run
+        call_id = new_id()
+        run.emit("subcall_start", call_id=call_id, kind=kind, prompt=preview(prompt))
+        start = time.monotonic()
+        answer, error = "", None
+        try:
+            reply, usage = call_model(run.budget, self.sub_model(), prompt)
+            run.add_usage(usage)
+            answer = message_text(reply)
+            return answer
+        except BudgetExhausted as exc:
+            error = str(exc)
+            answer = f"Error: {exc}"
+            return answer
+        except BaseException as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            run.emit(
+                "subcall_end",
+                call_id=call_id,
+                kind=kind,
+                seconds=round(time.monotonic() - start, 4),
+                answer=preview(answer),
+                error=error,
+                child_run_id=None,
+            )

@@ -1,0 +1,78 @@
+"""Graph state of one RLM run.
+
+Only plain, serializable values live here (the live sandbox is kept in a process-local registry
+keyed by ``run_id``), so any LangGraph checkpointer can save the state.
+``typing_extensions.TypedDict`` because ``typing.TypedDict`` breaks the server's schemas on 3.11.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from langchain_core.messages import AnyMessage
+from langgraph.graph.message import add_messages
+from typing_extensions import NotRequired, TypedDict
+
+
+class Usage(TypedDict):
+    """Token and call counts (summed over a run and its descendants)."""
+
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    llm_calls: int
+
+
+def empty_usage() -> Usage:
+    """A zeroed :class:`Usage`."""
+    return Usage(input_tokens=0, output_tokens=0, total_tokens=0, llm_calls=0)
+
+
+def add_usage(a: Usage, b: Usage) -> Usage:
+    """Sum two usages field by field."""
+    return Usage(
+        input_tokens=a["input_tokens"] + b["input_tokens"],
+        output_tokens=a["output_tokens"] + b["output_tokens"],
+        total_tokens=a["total_tokens"] + b["total_tokens"],
+        llm_calls=a["llm_calls"] + b["llm_calls"],
+    )
+
+
+class BlockResult(TypedDict):
+    """What one executed code block produced (a serializable copy of the sandbox's result)."""
+
+    index: int
+    output: str
+    output_chars: int
+    error: str | None
+    final_answer: str | None
+    timed_out: bool
+    restarted: bool
+    seconds: float
+
+
+class InputState(TypedDict):
+    """Input: the question and, optionally, the payload (``context``)."""
+
+    query: str
+    context: NotRequired[Any]
+
+
+class OutputState(TypedDict):
+    """Output of a run."""
+
+    answer: str
+    usage: Usage
+    iterations: int
+    stopped_reason: str
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+class State(InputState, OutputState):
+    """Full working state of a run (input + output + loop bookkeeping)."""
+
+    run_id: str
+    code_blocks: list[str]
+    reply_final: str | None
+    results: list[BlockResult]
+    best_answer: str | None
