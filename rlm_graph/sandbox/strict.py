@@ -1,0 +1,284 @@
+"""Strict sandbox mode: run the zygote under bubblewrap (host side, stdlib only).
+
+:func:`wrap_command` turns the zygote's argv into a ``bwrap`` argv that starts it in fresh user,
+network, pid, ipc, uts, cgroup and mount namespaces, as uid/gid 65534 with every capability
+dropped, an empty environment, read-only binds of the Python installation, a private ``/tmp``
+and only the scratch directory writable. :func:`check_available` says, in one line, why that
+cannot be set up here; it never lets the caller fall back to a weaker mode silently.
+
+Why each flag matters when the host runs as root: without ``--unshare-user`` and ``--cap-drop
+ALL`` bubblewrap keeps every capability and sandboxed code can remount ``/`` read-write. Even
+with them, uid 65534 inside is mapped to host uid 0, so files that root owns pass the owner
+permission check: ``/proc/sys`` is therefore re-bound read-only (otherwise sandboxed code can
+write global sysctls such as ``kernel.core_pattern``), and the second layer applied by the
+worker itself (``_confine``: Landlock + seccomp) denies such writes again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterable, Mapping
+
+from .errors import SandboxError
+
+SANDBOX_UID = 65534
+SANDBOX_GID = 65534
+PROBE_TIMEOUT = 20.0
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+# Top-level system directories: merged-/usr systems have them as symlinks into /usr.
+_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# The few files under /etc that the dynamic linker and Python's time functions read.
+_ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime")
+# Parts of the sandbox's own /proc that uid-0-mapped code could otherwise write to.
+_PROC_READ_ONLY = ("/proc/sys", "/proc/pressure")
+
+_NAMESPACE_FLAGS = (
+    "--unshare-all",
+    "--unshare-user",
+    "--disable-userns",
+    "--uid",
+    str(SANDBOX_UID),
+    "--gid",
+    str(SANDBOX_GID),
+    "--cap-drop",
+    "ALL",
+    "--die-with-parent",
+    "--new-session",
+    "--hostname",
+    "sandbox",
+    "--clearenv",
+)
+
+_probe_lock = threading.Lock()
+_probe_results: dict[str, str | None] = {}
+
+
+def find_bwrap() -> str | None:
+    """Absolute path of the ``bwrap`` executable on ``PATH``, or ``None``."""
+    return shutil.which("bwrap")
+
+
+def userns_disabled_reason() -> str | None:
+    """Why the kernel forbids this process to create user namespaces, or ``None``.
+
+    Only sysctls that are decisive are reported; other failures show up in the probe run.
+    """
+    if _read_int("/proc/sys/user/max_user_namespaces") == 0:
+        return "user namespaces are disabled by sysctl user.max_user_namespaces=0"
+    if os.geteuid() != 0:
+        if _read_int("/proc/sys/kernel/unprivileged_userns_clone") == 0:
+            return (
+                "unprivileged user namespaces are disabled by sysctl "
+                "kernel.unprivileged_userns_clone=0"
+            )
+        if _read_int("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == 1:
+            return (
+                "AppArmor restricts unprivileged user namespaces "
+                "(sysctl kernel.apparmor_restrict_unprivileged_userns=1)"
+            )
+    return None
+
+
+def check_available() -> None:
+    """Raise :class:`SandboxError` with a one-line reason if strict mode cannot run here.
+
+    Checks that ``bwrap`` is installed and that user namespaces are allowed, then runs a tiny
+    Python under :func:`wrap_command` once per process and ``bwrap`` path (the result, success or
+    failure, is cached).
+    """
+    bwrap = find_bwrap()
+    if bwrap is None:
+        raise SandboxError(
+            "strict sandbox unavailable: bubblewrap (bwrap) is not on PATH; "
+            "install it with `apt-get install bubblewrap`"
+        )
+    reason = userns_disabled_reason()
+    if reason is not None:
+        raise SandboxError(f"strict sandbox unavailable: {reason}")
+    with _probe_lock:
+        if bwrap not in _probe_results:
+            _probe_results[bwrap] = _probe(bwrap)
+        failure = _probe_results[bwrap]
+    if failure is not None:
+        raise SandboxError(f"strict sandbox unavailable: {failure}")
+
+
+def wrap_command(
+    argv: list[str],
+    *,
+    scratch_dir: str,
+    read_only_paths: list[str],
+    pass_fds: list[int],
+    extra_env: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Return the ``bwrap`` argv that runs ``argv`` inside the strict sandbox.
+
+    ``scratch_dir`` (an existing directory) is the only writable host path; it is bound at the
+    same path and becomes the working directory. ``read_only_paths`` are bound read-only at
+    their own paths, in addition to what Python needs (``sys.prefix``, ``sys.base_prefix``,
+    symlink targets, ``/usr`` and ``/lib*``, a few ``/etc`` files) and this package's directory
+    (where ``_worker.py`` and ``_confine.py`` live). ``pass_fds`` must be open; bubblewrap
+    passes inherited fds through unchanged, so give the same list to ``Popen(pass_fds=...)``.
+    The environment inside is only ``PATH``, ``HOME`` (the scratch dir), ``MALLOC_ARENA_MAX=2``,
+    ``PYTHONDONTWRITEBYTECODE=1`` and ``extra_env``.
+
+    Calls :func:`check_available` first, so a failure is a :class:`SandboxError` here rather
+    than an obscure exit of the wrapped process.
+    """
+    check_available()
+    bwrap = find_bwrap()
+    assert bwrap is not None  # check_available() raised otherwise
+    for fd in pass_fds:
+        try:
+            os.fstat(fd)
+        except OSError as exc:
+            raise ValueError(f"pass_fds: fd {fd} is not open ({exc.strerror})") from None
+    return _build(bwrap, argv, scratch_dir, read_only_paths, extra_env)
+
+
+def _build(
+    bwrap: str,
+    argv: list[str],
+    scratch_dir: str,
+    read_only_paths: Iterable[str],
+    extra_env: Mapping[str, str] | None,
+) -> list[str]:
+    scratch = os.path.abspath(scratch_dir)
+    if not os.path.isdir(scratch):
+        raise SandboxError(f"strict sandbox: scratch dir {scratch_dir!r} is not a directory")
+    extra = []
+    for path in read_only_paths:
+        if not os.path.exists(path):
+            raise SandboxError(f"strict sandbox: read-only path {path!r} does not exist")
+        if os.path.realpath(path) == "/":
+            raise SandboxError("strict sandbox: refusing to bind the whole host filesystem '/'")
+        extra.append(path)
+
+    # (destination, args); applied shallowest first so that a deeper mount lands on top of its
+    # parent's (e.g. the scratch dir under the private /tmp, /proc/sys over the new /proc).
+    mounts: list[tuple[str, list[str]]] = []
+    for path in _SYSTEM_DIRS:
+        if os.path.islink(path):
+            mounts.append((path, ["--symlink", os.readlink(path), path]))
+        elif os.path.isdir(path):
+            mounts.append((path, ["--ro-bind", path, path]))
+    mounts += [(path, ["--ro-bind-try", path, path]) for path in _ETC_FILES]
+    mounts.append(("/proc", ["--proc", "/proc"]))
+    mounts += [(path, ["--ro-bind-try", path, path]) for path in _PROC_READ_ONLY]
+    mounts.append(("/dev", ["--dev", "/dev"]))
+    mounts.append(("/tmp", ["--tmpfs", "/tmp"]))
+    covered = [dest for dest, _args in mounts]
+    for src, dest in _read_only_binds([*_python_paths(argv), _PACKAGE_DIR, *extra], covered):
+        mounts.append((dest, ["--ro-bind", src, dest]))
+    mounts.append((scratch, ["--bind", os.path.realpath(scratch), scratch]))
+    mounts.sort(key=lambda item: _depth(item[0]))  # stable: ties keep the order above
+
+    env = {
+        "PATH": os.pathsep.join(
+            dict.fromkeys([os.path.dirname(os.path.abspath(sys.executable)), "/usr/bin", "/bin"])
+        ),
+        "HOME": scratch,
+        "MALLOC_ARENA_MAX": "2",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        **(extra_env or {}),
+    }
+    cmd = [bwrap, *_NAMESPACE_FLAGS]
+    for _dest, args in mounts:
+        cmd += args
+    for key, value in env.items():
+        cmd += ["--setenv", key, value]
+    cmd += ["--chdir", scratch, "--", *argv]
+    return cmd
+
+
+def _python_paths(argv: list[str]) -> list[str]:
+    """Host paths the interpreter needs: prefixes (venv and base) and the executable."""
+    paths = [sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix]
+    for exe in (sys.executable, argv[0] if argv else ""):
+        if os.path.isabs(exe) and os.path.exists(exe):
+            real = os.path.realpath(exe)
+            # bin/python3.x → its installation prefix, when laid out that way.
+            parent = os.path.dirname(os.path.dirname(real))
+            paths.append(parent if os.path.basename(os.path.dirname(real)) == "bin" else real)
+    return paths
+
+
+def _read_only_binds(paths: Iterable[str], covered: list[str]) -> list[tuple[str, str]]:
+    """(source, destination) pairs: each path at its own name and at its resolved target.
+
+    Binding both keeps absolute symlinks (a venv's ``bin/python`` pointing into a pyenv
+    version, say) resolvable inside. Paths already inside another read-only bind are dropped,
+    unless they sit below a mount that would hide them (the private ``/tmp``, ``/proc``,
+    ``/dev``), which the shallowest-first order then binds over.
+    """
+    wanted: dict[str, str] = {}
+    for path in paths:
+        if not path:
+            continue
+        real = os.path.realpath(path)
+        wanted.setdefault(real, real)
+        wanted.setdefault(os.path.abspath(path), real)
+    hiding = ("/tmp", "/proc", "/dev")
+    result = []
+    for dest in sorted(wanted, key=_depth):
+        if any(_within(dest, c) for c in covered if c not in hiding):
+            continue
+        result.append((wanted[dest], dest))
+        covered.append(dest)
+    return result
+
+
+def _within(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+def _depth(path: str) -> int:
+    return len([part for part in path.split("/") if part])
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _probe(bwrap: str) -> str | None:
+    """Run a tiny Python under the sandbox; the failure text, or ``None`` when it worked."""
+    code = "import os; print(os.getuid(), len(os.listdir('/proc/self/fd')))"
+    with tempfile.TemporaryDirectory(prefix="rlm-strict-probe-") as scratch:
+        cmd = _build(bwrap, [sys.executable, "-I", "-c", code], scratch, [], None)
+        try:
+            proc = subprocess.run(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=PROBE_TIMEOUT,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return f"the bubblewrap probe run did not finish within {PROBE_TIMEOUT:.0f} s"
+        except OSError as exc:
+            return f"cannot run {bwrap}: {exc}"
+    out = proc.stdout.decode("utf-8", "replace").split()
+    if proc.returncode == 0 and out[:1] == [str(SANDBOX_UID)]:
+        return None
+    err = " ".join(proc.stderr.decode("utf-8", "replace").split()) or "(no stderr)"
+    return f"the bubblewrap probe run failed (exit {proc.returncode}): {err[:500]}{_userns_hint()}"
+
+
+def _userns_hint() -> str:
+    hints = []
+    for name in ("kernel.unprivileged_userns_clone", "user.max_user_namespaces"):
+        value = _read_int("/proc/sys/" + name.replace(".", "/"))
+        if value is not None:
+            hints.append(f"{name}={value}")
+    return f" [sysctl {', '.join(hints)}]" if hints else ""
