@@ -1,0 +1,68 @@
+"""Reply parsing: thought, fenced python/repl blocks, Final Answer."""
+
+from __future__ import annotations
+
+from rlm_graph.parsing import parse_reply
+
+
+def test_thought_and_code_blocks_in_order() -> None:
+    reply = "Thought: look first\n```python\nprint(1)\n```\nthen\n```repl\nx = 2\nprint(x)\n```\n"
+    parsed = parse_reply(reply)
+    assert parsed.thought == "look first then"
+    assert parsed.code_blocks == ["print(1)", "x = 2\nprint(x)"]
+    assert parsed.final_answer is None
+
+
+def test_final_answer_only() -> None:
+    parsed = parse_reply("Thought: I know it.\nFinal Answer: 42 apples")
+    assert parsed.final_answer == "42 apples"
+    assert parsed.code_blocks == []
+    assert parsed.thought == "I know it."
+
+
+def test_final_answer_multiline_and_markdown_label() -> None:
+    parsed = parse_reply("**Final Answer:** line one\nline two")
+    assert parsed.final_answer == "line one\nline two"
+
+
+def test_final_answer_inside_code_is_code() -> None:
+    parsed = parse_reply('```python\nprint("Final Answer: no")\n```')
+    assert parsed.final_answer is None
+    assert parsed.code_blocks == ['print("Final Answer: no")']
+
+
+def test_code_and_final_answer_both_reported() -> None:
+    parsed = parse_reply("```python\nprint(3)\n```\nFinal Answer: 3")
+    assert parsed.code_blocks == ["print(3)"]
+    assert parsed.final_answer == "3"
+
+
+def test_untagged_fence_is_not_code() -> None:
+    parsed = parse_reply("Here is data:\n```\nrm -rf /\n```")
+    assert parsed.code_blocks == []
+
+
+def test_unclosed_fence_runs_to_end() -> None:
+    assert parse_reply("Thought: go\n```python\nprint(3)").code_blocks == ["print(3)"]
+
+
+def test_hallucinated_observation_is_cut() -> None:
+    parsed = parse_reply("```python\nprint(3)\n```\nObservation: 3\nFinal Answer: 3")
+    assert parsed.code_blocks == ["print(3)"]
+    assert parsed.final_answer is None
+
+
+def test_think_tags_are_ignored() -> None:
+    parsed = parse_reply("<think>```python\nprint(0)\n```</think>Final Answer: ok")
+    assert parsed.code_blocks == []
+    assert parsed.final_answer == "ok"
+
+
+def test_neither() -> None:
+    parsed = parse_reply("I am not sure what to do.")
+    assert not parsed.has_code and parsed.final_answer is None
+    assert parsed.thought == "I am not sure what to do."
+
+
+def test_empty_block_is_dropped() -> None:
+    assert parse_reply("```python\n\n```").code_blocks == []
