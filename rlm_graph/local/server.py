@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -119,6 +120,7 @@ class LocalServer:
     url: str | None = None
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    workdir: Path | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -143,7 +145,7 @@ class LocalServer:
     def _start_locked(self) -> None:
         if not self.model_path.is_file():
             raise LocalServerError(f"model file not found: {self.model_path}")
-        workdir = Path(tempfile.mkdtemp(prefix="rlm-graph-llama-"))
+        self.workdir = workdir = Path(tempfile.mkdtemp(prefix="rlm-graph-llama-"))
         port_file = workdir / "address"
         self.log_path = workdir / "server.log"
         s = self.settings
@@ -211,6 +213,10 @@ class LocalServer:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=5.0)
+        # Only a server that ran cleanly loses its log; a failed start keeps it for the user.
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
 
 
 _servers: dict[tuple[str, LocalSettings], LocalServer] = {}
