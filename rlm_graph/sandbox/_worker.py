@@ -1,0 +1,266 @@
+"""Sandbox zygote and worker entry point, executed by path: ``python -I _worker.py ...``.
+
+Stdlib only; never imports ``rlm_graph``. The process started by the host is the *zygote*: it loads
+``context`` once from the payload file, pre-imports common modules and then, on request over its
+control socket, forks fresh workers that inherit ``context`` copy-on-write. The zygote never runs
+model code; it also carries out signal and kill requests, because in strict mode only it can see
+the workers' pids.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import mmap
+import os
+import resource
+import signal
+import socket
+import sys
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+import _repl  # noqa: E402
+
+# Imported here so that every worker gets them for free, already initialised, copy-on-write.
+PRELOAD = (
+    "collections", "functools", "itertools", "math", "random", "re", "statistics", "string",
+    "textwrap", "time", "datetime", "json", "heapq", "bisect", "operator", "dataclasses",
+    "typing", "difflib", "csv", "io", "subprocess", "threading", "concurrent.futures",
+    "unicodedata", "hashlib", "base64", "copy", "pprint", "decimal", "fractions",
+)  # fmt: skip
+
+PROTOCOL_FD = 3
+CONTROL_MAX = 1 << 16
+
+
+def load_payload(path: str, kind: str) -> Any:
+    """Read ``context`` from the payload file written by the host."""
+    if kind == "str":
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                return ""
+            with mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as mm:
+                return str(mm, "utf-8")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _set_arena_max() -> None:
+    # Each thread's malloc arena reserves 64 MiB of address space, which RLIMIT_AS counts.
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-8, 2)  # M_ARENA_MAX
+    except Exception:  # not glibc: the env variable is the fallback
+        pass
+
+
+def _become_subreaper() -> None:
+    # Orphaned grandchildren get reparented to us, so we reap them and they leave no zombies.
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except Exception:  # best effort
+        pass
+
+
+def vm_size_bytes() -> int:
+    """Current virtual memory size of this process."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class Zygote:
+    """Holds ``context`` and forks workers on request."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.ctl = socket.socket(fileno=args.ctl_fd)
+        self.statuses: dict[int, int] = {}
+        self.workers: set[int] = set()
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid in self.workers:
+                self.statuses[pid] = status
+
+    def wait_worker(self, pid: int) -> int | None:
+        while pid not in self.statuses:
+            try:
+                got, status = os.waitpid(pid, 0)
+            except ChildProcessError:
+                break
+            self.statuses[got] = status
+        self.workers.discard(pid)
+        return self.statuses.pop(pid, None)
+
+    def serve(self, context: Any) -> None:
+        signal.signal(signal.SIGCHLD, lambda *_: self.reap())
+        self.send({"op": "ready", "vm_size": vm_size_bytes()})
+        while True:
+            try:
+                data, fds, _flags, _addr = socket.recv_fds(self.ctl, CONTROL_MAX, 4)
+            except OSError:
+                data, fds = b"", []
+            if not data:
+                self.shutdown()
+            msg = json.loads(data)
+            op = msg.get("op")
+            try:
+                reply = self.dispatch(op, msg, fds, context)
+            except Exception as exc:  # report to the host, keep serving
+                reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            self.send(reply)
+
+    def dispatch(
+        self, op: str, msg: dict[str, Any], fds: list[int], context: Any
+    ) -> dict[str, Any]:
+        if op == "fork":
+            return {"ok": True, "pid": self.fork(msg, fds, context)}
+        if op == "signal":
+            pid = int(msg["pid"])
+            if pid in self.workers:
+                os.kill(pid, int(msg["sig"]))
+            return {"ok": True}
+        if op == "kill":
+            pid = int(msg["pid"])
+            if pid in self.workers:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                return {"ok": True, "status": self.wait_worker(pid)}
+            return {"ok": True, "status": None}
+        if op == "shutdown":
+            self.shutdown()
+        raise ValueError(f"unknown op {op!r}")
+
+    def send(self, msg: dict[str, Any]) -> None:
+        self.ctl.send(json.dumps(msg).encode())
+
+    def shutdown(self) -> None:
+        for pid in list(self.workers):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        os._exit(0)
+
+    def fork(self, msg: dict[str, Any], fds: list[int], context: Any) -> int:
+        if len(fds) != 2:
+            raise ValueError("fork needs exactly two fds: protocol socket and output pipe")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid:
+            self.workers.add(pid)
+            return pid
+        try:
+            self.become_worker(msg, fds, context)
+        except BaseException:  # never return into the zygote loop
+            import traceback
+
+            traceback.print_exc()
+        os._exit(71)
+
+    def become_worker(self, msg: dict[str, Any], fds: list[int], context: Any) -> None:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        # Forget the control socket without closing it: closerange below closes the fd, and a
+        # later close by the socket object could hit an unrelated fd that reused the number.
+        self.ctl.detach()
+        os.setsid()
+        proto, out = fds
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        os.dup2(proto, PROTOCOL_FD)
+        os.closerange(PROTOCOL_FD + 1, _max_fd())
+        _set_limits(msg)
+        os.chdir(self.args.scratch)
+        sys.stdout = _line_stream(1)
+        sys.stderr = _line_stream(2)
+        if self.args.strict:
+            import _confine
+
+            _confine.apply(self.args.scratch)
+        sock = socket.socket(fileno=PROTOCOL_FD)
+        worker = _repl.Worker(sock, int(msg.get("max_frame_bytes", 1 << 28)))
+        worker.install_api(context, str(msg.get("query", "")), list(msg.get("callbacks", [])))
+        worker.serve()
+
+
+def _max_fd() -> int:
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft if soft != resource.RLIM_INFINITY else 1 << 16
+
+
+def _line_stream(fd: int) -> Any:
+    import io
+
+    raw = io.FileIO(fd, "w", closefd=False)
+    return io.TextIOWrapper(
+        io.BufferedWriter(raw), encoding="utf-8", errors="backslashreplace", line_buffering=True
+    )
+
+
+def _set_limits(msg: dict[str, Any]) -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    mem = msg.get("address_space_bytes")
+    if mem:
+        limit = vm_size_bytes() + int(mem)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    nproc = msg.get("nproc")
+    if nproc:
+        try:
+            resource.setrlimit(resource.RLIMIT_NPROC, (int(nproc), int(nproc)))
+        except (ValueError, OSError):
+            pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="_worker.py")
+    parser.add_argument("--ctl-fd", type=int, required=True)
+    parser.add_argument("--payload", required=True)
+    parser.add_argument("--kind", choices=("str", "json"), required=True)
+    parser.add_argument("--scratch", required=True)
+    parser.add_argument("--strict", action="store_true")
+    args = parser.parse_args(argv)
+    os.chdir(args.scratch)
+    _set_arena_max()
+    _become_subreaper()
+    # The zygote ignores interrupts; workers restore the default handler after fork.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for name in PRELOAD:
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+    zygote = Zygote(args)
+    context = load_payload(args.payload, args.kind)
+    zygote.serve(context)
+
+
+if __name__ == "__main__":
+    main()

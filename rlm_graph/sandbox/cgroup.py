@@ -1,0 +1,83 @@
+"""A per-sandbox cgroup (v1 ``pids`` controller) capping the number of processes.
+
+RLIMIT_NPROC is not enforced for root, so as root a fork bomb is only stopped by a cgroup. When
+``/sys/fs/cgroup/pids`` is writable we create one cgroup per sandbox, set ``pids.max``, start the
+zygote inside it (its workers and their children inherit it) and remove it at close. Otherwise the
+caller falls back to RLIMIT_NPROC, which holds for non-root users only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+import uuid
+
+PIDS_ROOT = "/sys/fs/cgroup/pids"
+
+
+class PidsCgroup:
+    """One cgroup directory under the pids controller."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    @classmethod
+    def create(cls, max_pids: int, root: str = PIDS_ROOT) -> PidsCgroup | None:
+        """Create a cgroup limited to ``max_pids`` tasks, or ``None`` when not possible here."""
+        if not os.path.isdir(root) or not os.access(root, os.W_OK):
+            return None
+        path = os.path.join(root, f"rlm-graph-{os.getpid()}-{uuid.uuid4().hex[:12]}")
+        try:
+            os.mkdir(path)
+        except OSError:
+            return None
+        group = cls(path)
+        try:
+            with open(os.path.join(path, "pids.max"), "w") as f:
+                f.write(str(max_pids))
+        except OSError:
+            group.remove()
+            return None
+        return group
+
+    @property
+    def procs_file(self) -> str:
+        """Writing a pid here moves that process into the cgroup."""
+        return os.path.join(self.path, "cgroup.procs")
+
+    def pids(self) -> list[int]:
+        """Processes currently in the cgroup."""
+        try:
+            with open(self.procs_file) as f:
+                return [int(line) for line in f if line.strip()]
+        except OSError:
+            return []
+
+    def kill_all(self, *, keep: int | None = None, timeout: float = 2.0) -> None:
+        """SIGKILL every process in the cgroup (except ``keep``) until none is left."""
+        deadline = time.monotonic() + timeout
+        while True:
+            victims = [pid for pid in self.pids() if pid != keep]
+            if not victims or time.monotonic() > deadline:
+                return
+            for pid in victims:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.002)
+
+    def remove(self) -> None:
+        """Kill what is left and delete the cgroup directory."""
+        self.kill_all()
+        deadline = time.monotonic() + 2.0
+        while True:
+            try:
+                os.rmdir(self.path)
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.005)

@@ -1,0 +1,290 @@
+"""Everything a sandbox owns outside the host process: scratch dir, cgroup, zygote, worker.
+
+Kept apart from :class:`~rlm_graph.sandbox.sandbox.Sandbox` so that a ``weakref.finalize`` can
+clean up without holding a reference to the sandbox itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+from typing import Any
+
+from .cgroup import PidsCgroup
+from .channel import WorkerHandle
+from .errors import SandboxError
+from .payload import remove_quietly, write_payload
+from .zygote import WORKER_SCRIPT, ZygoteDied, ZygoteProcess
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_MIB = 1 << 20
+_READY_TIMEOUT = 30.0
+
+
+def lost_variables_notice() -> str:
+    """What the model is told after its worker was replaced."""
+    return (
+        "A fresh worker was started: ALL VARIABLES, FUNCTIONS AND IMPORTS FROM EARLIER BLOCKS "
+        "ARE LOST (only `context`, `query` and the built-in helpers remain). Re-create what you "
+        "need before using it."
+    )
+
+
+class Resources:
+    """The processes, files and cgroup of one sandbox; :meth:`close` is idempotent."""
+
+    def __init__(self, *, mode: str, max_processes: int) -> None:
+        self.mode = mode
+        self.max_processes = max_processes
+        self.scratch: str | None = None
+        self.cgroup: PidsCgroup | None = None
+        self.zygote: ZygoteProcess | None = None
+        self.worker: WorkerHandle | None = None
+        self.address_space_bytes = 0
+        self.nproc: int | None = None
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.lock = threading.RLock()
+        self.closed = False
+
+    def wake(self) -> None:
+        """Wake the run loop (a callback finished, or the sandbox is closing)."""
+        with contextlib.suppress(OSError):
+            os.write(self.wake_w, b"!")
+
+    # -- zygote ---------------------------------------------------------------------------------
+    def start_zygote(self, context: Any, *, memory_limit_mb: int | None, timeout: float) -> None:
+        """Write the payload, start the zygote and wait until it holds ``context``."""
+        with self.lock:
+            if self.closed:
+                raise SandboxError("the sandbox is closed")
+            if self.scratch is None:
+                self.scratch = tempfile.mkdtemp(prefix="rlm-sandbox-")
+            payload = os.path.join(self.scratch, ".context.payload")
+            kind = write_payload(context, payload)
+            size = os.path.getsize(payload)
+            if memory_limit_mb is None:
+                self.address_space_bytes = 1024 * _MIB + 3 * size
+            else:
+                self.address_space_bytes = int(memory_limit_mb) * _MIB
+            if self.cgroup is None:
+                # Room for the zygote, the worker and, in strict mode, bubblewrap's own processes.
+                self.cgroup = PidsCgroup.create(self.max_processes + 4)
+            self.nproc = (
+                None if self.cgroup or os.geteuid() == 0 else _nproc_limit(self.max_processes)
+            )
+            scratch = self.scratch
+
+            def argv_for(fd: int) -> list[str]:
+                argv = [
+                    sys.executable, "-I", "-X", "utf8", WORKER_SCRIPT, "--ctl-fd", str(fd),
+                    "--payload", payload, "--kind", kind, "--scratch", scratch,
+                ]  # fmt: skip
+                if self.mode == "strict":
+                    argv = _strict_wrap(argv, scratch=scratch, payload=payload, fd=fd)
+                if self.cgroup is not None:
+                    # The shell joins the cgroup before exec, so nothing escapes it, not even
+                    # processes bubblewrap forks at once.
+                    argv = [
+                        "/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', self.cgroup.procs_file,
+                        *argv,
+                    ]  # fmt: skip
+                return argv
+
+            zygote = ZygoteProcess.spawn(
+                argv_for,
+                env={"MALLOC_ARENA_MAX": "2", "LANG": "C.UTF-8"},
+                cwd=scratch,
+                log_path=os.path.join(scratch, ".zygote.log"),
+            )
+            self.zygote = zygote
+            try:
+                zygote.wait_ready(timeout)
+            finally:
+                # The zygote holds `context` now; a zygote restart rewrites the file.
+                remove_quietly(payload)
+
+    def stop_zygote(self) -> None:
+        """Kill the zygote and the current worker (used before restarting everything)."""
+        with self.lock:
+            self._drop_worker()
+            if self.zygote is not None:
+                self.zygote.close()
+                self.zygote = None
+            if self.cgroup is not None:
+                self.cgroup.kill_all()
+
+    # -- workers --------------------------------------------------------------------------------
+    def fork_worker(self, params: dict[str, Any]) -> WorkerHandle:
+        """Ask the zygote for a fresh worker and wait until it is ready."""
+        with self.lock:
+            zygote = self._live_zygote()
+            host_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            out_r, out_w = os.pipe()
+            try:
+                msg = {
+                    "op": "fork",
+                    "address_space_bytes": self.address_space_bytes,
+                    "nproc": self.nproc,
+                    **params,
+                }
+                reply = zygote.request(msg, fds=(child_sock.fileno(), out_w))
+            except BaseException:
+                host_sock.close()
+                os.close(out_r)
+                raise
+            finally:
+                child_sock.close()
+                os.close(out_w)
+            os.set_blocking(out_r, False)
+            worker = WorkerHandle(int(reply["pid"]), host_sock, out_r, params["max_frame_bytes"])
+            self.worker = worker
+        self._wait_ready(worker)
+        return worker
+
+    def _wait_ready(self, worker: WorkerHandle) -> None:
+        ready, _, _ = select.select([worker.sock], [], [], _READY_TIMEOUT)
+        data = b""
+        if ready:
+            with contextlib.suppress(OSError):
+                data = worker.sock.recv(1 << 16)
+        messages = worker.reader.feed(data) if data else []
+        if any(isinstance(m, dict) and m.get("op") == "ready" for m in messages):
+            return
+        output = b""
+        with contextlib.suppress(OSError):
+            output = os.read(worker.out_fd, 1 << 16)
+        status = None
+        with contextlib.suppress(SandboxError):
+            status = self.kill_worker(worker)
+        from .zygote import describe_wait_status
+
+        raise SandboxError(
+            f"the sandbox worker failed to start (it {describe_wait_status(status)})"
+            + (f":\n{output.decode('utf-8', 'replace').strip()}" if output else "")
+        )
+
+    def signal_worker(self, worker: WorkerHandle, sig: int) -> None:
+        """Send ``sig`` to the worker process (directly when its pid is the host's view)."""
+        if self.mode == "process":
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, sig)
+            return
+        self._live_zygote().request({"op": "signal", "pid": worker.pid, "sig": int(sig)})
+
+    def kill_worker(self, worker: WorkerHandle) -> int | None:
+        """Kill the worker's process group, reap it and return its wait status."""
+        with self.lock:
+            if self.mode == "process":
+                with contextlib.suppress(OSError):
+                    os.killpg(worker.pid, signal.SIGKILL)
+            try:
+                reply = self._live_zygote().request({"op": "kill", "pid": worker.pid})
+            finally:
+                if self.cgroup is not None and self.mode == "process" and self.zygote:
+                    # Grandchildren that left the worker's process group.
+                    self.cgroup.kill_all(keep=self.zygote.proc.pid)
+                worker.close()
+                if self.worker is worker:
+                    self.worker = None
+            status = reply.get("status")
+            return None if status is None else int(status)
+
+    def _drop_worker(self) -> None:
+        worker, self.worker = self.worker, None
+        if worker is None:
+            return
+        if self.mode == "process":
+            with contextlib.suppress(OSError):
+                os.killpg(worker.pid, signal.SIGKILL)
+        worker.close()
+
+    def _live_zygote(self) -> ZygoteProcess:
+        if self.closed:
+            raise SandboxError("the sandbox is closed")
+        if self.zygote is None:
+            raise ZygoteDied("the sandbox zygote is not running")
+        return self.zygote
+
+    # -- teardown -------------------------------------------------------------------------------
+    def kill_processes(self) -> None:
+        """SIGKILL every process of the sandbox without touching fds (safe from any thread)."""
+        worker, zygote, cgroup = self.worker, self.zygote, self.cgroup
+        if worker is not None and self.mode == "process":
+            with contextlib.suppress(OSError):
+                os.killpg(worker.pid, signal.SIGKILL)
+        if zygote is not None:
+            with contextlib.suppress(OSError):
+                os.killpg(zygote.proc.pid, signal.SIGKILL)
+        if cgroup is not None:
+            cgroup.kill_all()
+
+    def close(self) -> None:
+        """Kill everything, reap the zygote, close fds, remove the scratch dir and the cgroup."""
+        with self.lock:
+            if self.closed:
+                return
+            self.kill_processes()
+            self.closed = True
+            self._drop_worker()
+            if self.zygote is not None:
+                self.zygote.close()
+                self.zygote = None
+            if self.cgroup is not None:
+                self.cgroup.remove()
+                self.cgroup = None
+            if self.scratch is not None:
+                shutil.rmtree(self.scratch, ignore_errors=True)
+                self.scratch = None
+            for fd in (self.wake_r, self.wake_w):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+
+def _strict_wrap(argv: list[str], *, scratch: str, payload: str, fd: int) -> list[str]:
+    try:
+        from . import strict
+    except ImportError as exc:
+        raise SandboxError(
+            "strict sandbox mode is not available: rlm_graph.sandbox.strict cannot be "
+            f"imported ({exc})"
+        ) from None
+    if not os.path.exists(os.path.join(PACKAGE_DIR, "_confine.py")):
+        raise SandboxError("strict sandbox mode is not available: _confine.py is missing")
+    import site
+    import sysconfig
+
+    read_only = {
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        sys.base_exec_prefix,
+        PACKAGE_DIR,
+        payload,
+        *site.getsitepackages(),
+        *(p for p in (sysconfig.get_paths().get(k) for k in ("stdlib", "platstdlib")) if p),
+    }
+    wrapped: list[str] = strict.wrap_command(
+        argv, scratch_dir=scratch, read_only_paths=sorted(read_only), pass_fds=[fd]
+    )
+    return wrapped
+
+
+def _nproc_limit(headroom: int) -> int:
+    """RLIMIT_NPROC counts all of the user's processes, so allow the current count + headroom."""
+    uid = os.getuid()
+    count = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    count += 1
+    return count + headroom

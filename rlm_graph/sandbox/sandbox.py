@@ -1,0 +1,379 @@
+"""The :class:`Sandbox`: a persistent, isolated Python REPL in a separate process.
+
+Process tree: the host starts one *zygote* per sandbox (a fresh session, inside a per-sandbox pids
+cgroup when available). The zygote loads ``context`` once and forks workers on request; each worker
+runs in its own session/process group, so a kill takes its grandchildren with it, and a restart is
+one more fork (no payload reload).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import selectors
+import signal
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from ._frames import FrameTooLarge
+from .callbacks import CallbackRun, Handler, available_callbacks
+from .channel import RECV_CHUNK, WorkerHandle
+from .errors import PayloadError, SandboxError
+from .output import CappedOutput
+from .payload import ACCEPTED
+from .resources import Resources, lost_variables_notice
+from .result import ExecResult
+from .zygote import ZygoteDied, describe_wait_status
+
+Mode = Literal["process", "strict"]
+
+_DRAIN_SECONDS = 0.05
+
+
+class Sandbox:
+    """An isolated, persistent Python REPL where the run's payload is the variable ``context``.
+
+    Every block given to :meth:`run` executes in the same worker process, so variables persist
+    between blocks. The worker is a separate CPython process; ``"process"`` mode isolates crashes
+    and resources (time, memory, processes, output) but is not a security boundary, ``"strict"``
+    additionally confines the worker (see :mod:`rlm_graph.sandbox.strict`).
+
+    Args:
+        context: the payload: ``str`` or JSON-like values (``list``, ``dict``, numbers, ``bool``,
+            ``None``, nested). Anything else raises :class:`PayloadError`.
+        query: the run's question, available as ``query``.
+        handlers: host callables ``"llm_query"`` and ``"rlm_query"`` behind the worker's functions.
+        mode: ``"process"`` (default) or ``"strict"``.
+        exec_timeout: seconds per block, not counting time spent waiting on host callbacks.
+        max_output_chars: output kept per block (head and tail); the true length is reported.
+        max_concurrency: items of a batched callback running at once on the host.
+        memory_limit_mb: address space a worker may add on top of what the loaded ``context``
+            takes; ``None`` sizes it from the payload (1 GiB + 3x the payload's UTF-8 size).
+        max_processes: processes the sandbox may have at once (cgroup ``pids.max``, or
+            RLIMIT_NPROC headroom for non-root users).
+    """
+
+    #: Exception types a handler may raise to abort the block and leave :meth:`run` unchanged
+    #: (the graph adds LangGraph's ``GraphBubbleUp``).
+    passthrough_exceptions: tuple[type[BaseException], ...] = ()
+    #: Largest frame the host accepts from a worker.
+    max_frame_bytes: int = 256 << 20
+    #: Seconds between the interrupt (SIGINT) and the kill of a block that overran its time.
+    interrupt_grace: float = 0.5
+    #: Callbacks that may be in flight at once; more are refused with an error.
+    max_in_flight: int = 256
+    #: Seconds allowed for the zygote to load the payload.
+    start_timeout: float = 120.0
+
+    def __init__(
+        self,
+        context: Any = None,
+        query: str = "",
+        *,
+        handlers: Mapping[str, Handler] | None = None,
+        mode: Mode = "process",
+        exec_timeout: float = 60.0,
+        max_output_chars: int = 20_000,
+        max_concurrency: int = 8,
+        memory_limit_mb: int | None = None,
+        max_processes: int = 256,
+    ) -> None:
+        if mode not in ("process", "strict"):
+            raise ValueError(f"mode must be 'process' or 'strict', not {mode!r}")
+        if context is not None and not isinstance(context, (str, list, dict, int, float, bool)):
+            raise PayloadError(
+                f"unsupported payload type {type(context).__name__!r}; accepted types: {ACCEPTED}"
+            )
+        self.context = context
+        self.query = str(query)
+        self.handlers: dict[str, Handler] = dict(handlers or {})
+        self.mode: Mode = mode
+        self.exec_timeout = float(exec_timeout)
+        self.max_output_chars = int(max_output_chars)
+        self.max_concurrency = int(max_concurrency)
+        self.memory_limit_mb = memory_limit_mb
+        self.max_processes = int(max_processes)
+        self._res = Resources(mode=mode, max_processes=self.max_processes)
+        self._run_lock = threading.Lock()
+        self._closed = False
+        self._abort = threading.Event()
+        self._notice: str | None = None
+        # Safety net: processes, scratch dir and cgroup go away even if close() is never called.
+        self._finalizer = weakref.finalize(self, self._res.close)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the zygote and the first worker now (otherwise :meth:`run` does it lazily)."""
+        with self._run_lock:
+            self._ensure_worker()
+
+    def close(self) -> None:
+        """Kill every process of the sandbox and remove its scratch dir and cgroup (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._abort.set()
+        # Kill first so a run() in another thread sees its worker die and returns.
+        self._res.kill_processes()
+        self._res.wake()
+        locked = self._run_lock.acquire(timeout=10)
+        try:
+            self._finalizer()
+        finally:
+            if locked:
+                self._run_lock.release()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Sandbox:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.close)
+
+    async def arun(self, code: str) -> ExecResult:
+        """:meth:`run` on a worker thread; cancelling it stops the block (variables are lost)."""
+        task = asyncio.ensure_future(asyncio.to_thread(self.run, code))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            self._abort.set()
+            self._res.wake()
+            with contextlib.suppress(BaseException):
+                await task
+            raise
+
+    # -- running code ---------------------------------------------------------------------------
+    def run(self, code: str) -> ExecResult:
+        """Execute one block of Python in the worker and return what it produced."""
+        with self._run_lock:
+            if self._closed:
+                raise SandboxError("the sandbox is closed")
+            self._abort.clear()
+            notice, self._notice = self._notice, None
+            restarted = notice is not None
+            try:
+                worker = self._ensure_worker()
+            except ZygoteDied as exc:
+                worker = self._full_restart(exc)
+                restarted, notice = True, _join(notice, self._restart_text(str(exc)))
+            result = self._execute(worker, code)
+            if restarted:
+                result.restarted = True
+                result.error = _join(notice, result.error)
+            return result
+
+    def _execute(self, worker: WorkerHandle, code: str) -> ExecResult:
+        started = time.monotonic()
+        out = CappedOutput(self.max_output_chars)
+        calls = CallbackRun(
+            self.handlers,
+            max_concurrency=self.max_concurrency,
+            max_in_flight=self.max_in_flight,
+            passthrough=self.passthrough_exceptions,
+            wake=self._res.wake,
+        )
+        error: str | None = None
+        final: str | None = None
+        timed_out = restarted = False
+        interrupted_at: float | None = None
+        done = False
+        sel = selectors.DefaultSelector()
+        try:
+            sel.register(worker.sock, selectors.EVENT_READ, "sock")
+            sel.register(worker.out_fd, selectors.EVENT_READ, "out")
+            sel.register(self._res.wake_r, selectors.EVENT_READ, "wake")
+            died: str | None = None
+            if not worker.send({"op": "exec", "code": code}):
+                died = "the worker process was gone before the block started"
+            while not done and died is None:
+                now = time.monotonic()
+                if calls.escaped is not None:
+                    self._kill_and_restart(worker, lazy=True)
+                    raise calls.escaped
+                if self._abort.is_set():
+                    error = "the block was cancelled; the worker was stopped"
+                    self._kill_and_restart(worker, lazy=True)
+                    restarted = True
+                    break
+                if interrupted_at is None:
+                    active = now - started - calls.waited(now)
+                    if active >= self.exec_timeout and not calls.busy():
+                        timed_out = True
+                        interrupted_at = now
+                        self._interrupt(worker)
+                        continue
+                    wait = 0.1 if calls.busy() else self.exec_timeout - active
+                else:
+                    if now - interrupted_at >= self.interrupt_grace:
+                        died = "killed"
+                        break
+                    wait = self.interrupt_grace - (now - interrupted_at)
+                for key, _ in sel.select(max(0.0, wait)):
+                    if key.data == "wake":
+                        _drain_fd(self._res.wake_r)
+                    elif key.data == "out":
+                        if not _read_output(worker.out_fd, out):
+                            sel.unregister(worker.out_fd)
+                    else:
+                        try:
+                            data = worker.sock.recv(RECV_CHUNK)
+                        except OSError:
+                            data = b""
+                        if not data:
+                            died = "the worker process ended unexpectedly"
+                            break
+                        try:
+                            messages = worker.reader.feed(data)
+                        except FrameTooLarge as exc:
+                            died = f"protocol error: {exc}"
+                            break
+                        for msg in messages:
+                            op = msg.get("op") if isinstance(msg, dict) else None
+                            if op == "call":
+                                calls.dispatch(msg, worker)
+                            elif op == "done":
+                                done = True
+                                error = msg.get("error")
+                                final = msg.get("final_answer")
+            if done:
+                _drain_output(worker.out_fd, out, sel)
+                if timed_out:
+                    error = _join(
+                        f"TimeoutError: the block ran longer than {self.exec_timeout:g} s and "
+                        "was interrupted; your variables are kept.",
+                        error,
+                    )
+            elif died is not None:
+                _drain_output(worker.out_fd, out, sel)
+                status = self._kill_and_restart(worker, lazy=False)
+                restarted = True
+                if died == "killed":
+                    reason = (
+                        f"TimeoutError: the block ran longer than {self.exec_timeout:g} s and "
+                        "did not stop when interrupted, so the worker was killed"
+                    )
+                else:
+                    reason = f"{died}: the worker {status}"
+                error = _join(error, self._restart_text(reason))
+        finally:
+            sel.close()
+        return ExecResult(
+            output=out.text(),
+            output_chars=out.total_chars,
+            error=error,
+            final_answer=final,
+            timed_out=timed_out,
+            restarted=restarted,
+            seconds=time.monotonic() - started,
+            callback_seconds=calls.waited(),
+        )
+
+    def _restart_text(self, reason: str) -> str:
+        if self._closed:
+            return f"{reason}. The sandbox is closed."
+        return f"{reason}. {lost_variables_notice()}"
+
+    # -- processes ------------------------------------------------------------------------------
+    def _ensure_worker(self) -> WorkerHandle:
+        if self._closed:
+            raise SandboxError("the sandbox is closed")
+        if self._res.zygote is None or not self._res.zygote.alive():
+            if self._res.zygote is not None:
+                raise ZygoteDied(self._res.zygote.death_reason())
+            self._res.start_zygote(
+                self.context, memory_limit_mb=self.memory_limit_mb, timeout=self.start_timeout
+            )
+        if self._res.worker is None:
+            self._res.fork_worker(self._fork_params())
+        assert self._res.worker is not None
+        return self._res.worker
+
+    def _fork_params(self) -> dict[str, Any]:
+        return {
+            "query": self.query,
+            "callbacks": available_callbacks(self.handlers),
+            "max_frame_bytes": self.max_frame_bytes,
+        }
+
+    def _full_restart(self, exc: BaseException) -> WorkerHandle:
+        self._res.stop_zygote()
+        try:
+            return self._ensure_worker()
+        except ZygoteDied as again:
+            raise SandboxError(f"the sandbox could not be restarted: {again}") from exc
+
+    def _interrupt(self, worker: WorkerHandle) -> None:
+        with contextlib.suppress(SandboxError, OSError):
+            self._res.signal_worker(worker, signal.SIGINT)
+
+    def _kill_and_restart(self, worker: WorkerHandle, *, lazy: bool) -> str:
+        """Kill the worker's process group; fork a fresh worker unless ``lazy``."""
+        try:
+            status = self._res.kill_worker(worker)
+        except ZygoteDied:
+            status = None
+            self._res.stop_zygote()
+        if lazy:
+            self._notice = self._restart_text("The previous block was stopped")
+        elif not self._closed:
+            try:
+                self._ensure_worker()
+            except ZygoteDied as exc:
+                self._full_restart(exc)
+        return describe_wait_status(status)
+
+
+def _join(*parts: str | None) -> str | None:
+    text = "\n".join(p for p in parts if p)
+    return text or None
+
+
+def _drain_fd(fd: int) -> None:
+    with contextlib.suppress(BlockingIOError, OSError):
+        while os.read(fd, 4096):
+            pass
+
+
+def _read_output(fd: int, out: CappedOutput) -> bool:
+    """Read what is available; ``False`` at end of file."""
+    try:
+        data = os.read(fd, RECV_CHUNK)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    if not data:
+        return False
+    out.feed(data)
+    return True
+
+
+def _drain_output(fd: int, out: CappedOutput, sel: selectors.BaseSelector) -> None:
+    # Everything the block wrote before "done" is already in the pipe; a background process that
+    # keeps writing must not hold us here, hence the time bound.
+    deadline = time.monotonic() + _DRAIN_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            data = os.read(fd, RECV_CHUNK)
+        except (BlockingIOError, OSError):
+            return
+        if not data:
+            return
+        out.feed(data)
+
+
+__all__ = ["ExecResult", "Mode", "PayloadError", "Sandbox", "SandboxError"]

@@ -1,0 +1,166 @@
+"""Host-side handle on the zygote process: spawn it, ask it to fork, signal and kill workers."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import threading
+import time
+from typing import Any
+
+from .errors import SandboxError
+
+WORKER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_worker.py")
+_REPLY_MAX = 1 << 16
+
+
+class ZygoteDied(SandboxError):
+    """The zygote process exited or stopped answering."""
+
+
+class ZygoteProcess:
+    """A running zygote and its control socket (SOCK_SEQPACKET, so messages keep their bounds)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], ctl: socket.socket, log_path: str) -> None:
+        self.proc = proc
+        self.ctl = ctl
+        self.log_path = log_path
+        self.lock = threading.Lock()
+        self.vm_size = 0
+
+    @classmethod
+    def spawn(
+        cls, argv_for_fd: Any, *, env: dict[str, str], cwd: str, log_path: str
+    ) -> ZygoteProcess:
+        """Start the zygote; ``argv_for_fd(fd)`` builds its argv given the control fd number."""
+        host_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            fd = child_end.fileno()
+            argv = argv_for_fd(fd)
+            with open(log_path, "wb") as log:
+                proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                    env=env,
+                    cwd=cwd,
+                    pass_fds=(fd,),
+                    start_new_session=True,
+                    close_fds=True,
+                )
+        except BaseException:
+            host_end.close()
+            raise
+        finally:
+            child_end.close()
+        return cls(proc, host_end, log_path)
+
+    def wait_ready(self, timeout: float) -> None:
+        """Block until the zygote has loaded ``context``."""
+        reply = self._recv(timeout, what="loading the payload")
+        if reply.get("op") != "ready":
+            raise ZygoteDied(f"unexpected first message from the zygote: {reply!r}")
+        self.vm_size = int(reply.get("vm_size", 0))
+
+    def request(self, msg: dict[str, Any], fds: tuple[int, ...] = (), timeout: float = 30.0) -> Any:
+        """Send one command and return its reply; raises :class:`ZygoteDied` if it is gone."""
+        with self.lock:
+            data = json.dumps(msg).encode()
+            try:
+                if fds:
+                    socket.send_fds(self.ctl, [data], list(fds))
+                else:
+                    self.ctl.send(data)
+            except OSError as exc:
+                raise ZygoteDied(f"the zygote process is gone ({exc})") from None
+            reply = self._recv(timeout, what=str(msg.get("op")))
+        if not reply.get("ok"):
+            raise SandboxError(f"zygote refused {msg.get('op')!r}: {reply.get('error')}")
+        return reply
+
+    def _recv(self, timeout: float, what: str) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ZygoteDied(f"the zygote did not answer within {timeout:.0f} s ({what})")
+            ready, _, _ = select.select([self.ctl], [], [], min(left, 0.5))
+            if ready:
+                break
+            if self.proc.poll() is not None:
+                raise ZygoteDied(self.death_reason())
+        try:
+            data = self.ctl.recv(_REPLY_MAX)
+        except OSError:
+            data = b""
+        if not data:
+            raise ZygoteDied(self.death_reason())
+        return json.loads(data)
+
+    def death_reason(self) -> str:
+        """Describe why the zygote stopped, with the tail of its stderr."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(0.5)
+        code = self.proc.returncode
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(max(0, os.fstat(f.fileno()).st_size - 2000))
+                log = f.read().decode("utf-8", "replace").strip()
+        except OSError:
+            log = ""
+        how = "is not responding" if code is None else _describe_status(code)
+        return f"the sandbox zygote process {how}" + (f":\n{log}" if log else "")
+
+    def alive(self) -> bool:
+        """Whether the zygote process is still running."""
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        """Ask the zygote to kill its workers and exit; kill it if it does not."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                self.ctl.send(b'{"op":"shutdown"}')
+            try:
+                self.proc.wait(0.5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(OSError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.kill()
+                self.proc.wait()
+        else:
+            # Already dead: its orphans (workers) may survive in its process group.
+            with contextlib.suppress(OSError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self.ctl.close()
+
+
+def _describe_status(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"was killed by {name}"
+    return f"exited with status {code}"
+
+
+def describe_wait_status(status: int | None) -> str:
+    """Human text for a raw ``waitpid`` status."""
+    if status is None:
+        return "ended"
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        return f"was killed by {name}"
+    if os.WIFEXITED(status):
+        return f"exited with status {os.WEXITSTATUS(status)}"
+    return f"ended (status {status})"
