@@ -161,6 +161,8 @@ def build_graph(
         run = _open_run(conf.get("rlm_run_id") or new_id(), config, ctx)
         run.writer = runtime.stream_writer
         payload = query if payload is None else payload
+        if isinstance(payload, tuple):
+            payload = list(payload)  # the sandbox loads JSON-like values; a tuple reads the same
         run.emit(
             "run_start",
             query=preview(query),

@@ -35,12 +35,39 @@ def validate_input(query: Any, payload: Any) -> None:
         )
     if not query.strip():
         raise InputError("'query' is empty: pass the question to answer as non-empty text")
-    if payload is not None and not isinstance(payload, (str, list, tuple, dict)):
+    bad = _unsupported(payload)
+    if bad is not None:
         raise InputError(
-            f"unsupported 'context' type {type(payload).__name__}: pass a str, a list (of "
-            "str or JSON values) or a dict of JSON values (convert other objects with str() "
-            "or json.dumps())"
+            f"unsupported 'context' type {bad}: pass a str, or a list/dict of str, numbers, "
+            "bools and None (nested); convert other objects with str() or json.dumps()"
         )
+
+
+_JSON_LEAVES = (str, int, float, bool, type(None))
+
+
+def _unsupported(payload: Any) -> str | None:
+    """Name of the first type the sandbox cannot load, or None when all is JSON-like."""
+    if isinstance(payload, _JSON_LEAVES):
+        return None
+    if not isinstance(payload, (list, tuple, dict)):
+        return type(payload).__name__
+    # Lists of strings are the common large payload: check them in one fast pass.
+    if isinstance(payload, (list, tuple)) and all(type(x) is str for x in payload):
+        return None
+    stack: list[Any] = [payload]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if not isinstance(k, _JSON_LEAVES):
+                    return f"{type(k).__name__} (as a dict key)"
+                stack.append(v)
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+        elif not isinstance(value, _JSON_LEAVES):
+            return type(value).__name__
+    return None
 
 
 def _type_name(payload: Any) -> str:
@@ -157,8 +184,8 @@ _RLM_PLAIN = (
     "this is a plain language-model call on query + context (no REPL) — same as llm_query."
 )
 _RLM_BATCHED = (
-    "`rlm_query_batched(items: list[tuple[str, object]]) -> list[str]`: several rlm_query "
-    "calls (query, context) run concurrently; answers in the same order."
+    "`rlm_query_batched(items: list) -> list[str]`: several rlm_query calls run concurrently; "
+    "items are queries or (query, context) pairs; answers in the same order."
 )
 
 

@@ -133,6 +133,9 @@ class FakeChatModel(BaseChatModel):
     _in_flight: int = PrivateAttr(default=0)
     _max_in_flight: int = PrivateAttr(default=0)
     _prompts: list[list[BaseMessage]] = PrivateAttr(default_factory=list)
+    _tokens: dict[str, int] = PrivateAttr(
+        default_factory=lambda: {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
+    )
 
     @property
     def _llm_type(self) -> str:
@@ -156,6 +159,12 @@ class FakeChatModel(BaseChatModel):
         with self._lock:
             return list(self._prompts)
 
+    @property
+    def tokens(self) -> dict[str, int]:
+        """Tokens reported so far, summed over calls (zeros with ``report_usage=False``)."""
+        with self._lock:
+            return dict(self._tokens)
+
     def _begin(self, messages: list[BaseMessage]) -> None:
         with self._lock:
             self._calls += 1
@@ -176,7 +185,12 @@ class FakeChatModel(BaseChatModel):
 
     def _reply(self, messages: list[BaseMessage]) -> tuple[str, UsageMetadata | None]:
         reply = self.respond(messages)
-        return reply, self._usage(messages, reply)
+        usage = self._usage(messages, reply)
+        if usage:
+            with self._lock:
+                for key in self._tokens:
+                    self._tokens[key] += usage[key]  # type: ignore[literal-required]
+        return reply, usage
 
     def _generate(
         self,
