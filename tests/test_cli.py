@@ -1,0 +1,331 @@
+"""The `rlm-graph` command, run as a subprocess with scripted models (`--model tests.fakes:...`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rlm_graph import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = str(Path(sys.executable).parent / "rlm-graph")
+PROVIDER_VARS = ("RLM_MODEL", "RLM_SUB_MODEL", "GROQ_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in PROVIDER_VARS}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    env.update(extra)
+    return env
+
+
+def run(
+    *args: str, cwd: Path = ROOT, stdin: str | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed `rlm-graph` script; stdout and stderr are pipes (not a terminal)."""
+    return subprocess.run(
+        [SCRIPT, *args],
+        cwd=cwd,
+        env=_env(**env),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+
+
+@pytest.fixture
+def log_file(tmp_path: Path) -> Path:
+    path = tmp_path / "server.log"
+    path.write_text("".join(f"line {i}: {'ERROR' if i % 7 == 0 else 'ok'}\n" for i in range(500)))
+    return path
+
+
+@pytest.fixture
+def tripwire(tmp_path: Path) -> tuple[str, Path]:
+    """A model spec whose every call leaves a mark file: proves no model call happened."""
+    mark = tmp_path / "called"
+    module = tmp_path / "tripwire_model.py"
+    module.write_text(
+        "from pathlib import Path\n"
+        "from tests.fakes import FakeChatModel\n\n\n"
+        "def model():\n"
+        "    def respond(messages):\n"
+        f"        Path({str(mark)!r}).write_text('called')\n"
+        "        return 'Final Answer: x'\n\n"
+        "    return FakeChatModel(respond=respond)\n"
+    )
+    return "tripwire_model:model", mark
+
+
+def test_answer_on_stdout_progress_on_stderr(log_file: Path) -> None:
+    proc = run(
+        "How many characters?",
+        "--context-file",
+        str(log_file),
+        "--model",
+        "tests.fakes:answer_model",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"{len(log_file.read_text())}\n"
+    # Not a terminal: plain progress lines on stderr, one per step.
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith("[d0 #0") and "How many characters?" in lines[0]
+    assert any("code: print(len(context))" in ln for ln in lines)
+    assert any(ln.startswith("[d0 #1") and "output:" in ln for ln in lines)
+    assert "run end:" in lines[-1]
+
+
+def test_quiet_prints_only_the_answer(log_file: Path) -> None:
+    proc = run(
+        "How long?", "--context-file", str(log_file), "--model", "tests.fakes:answer_model",
+        "--quiet",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert proc.stdout.strip() == str(len(log_file.read_text()))
+
+
+def test_json_and_trace_of_a_recursive_run(log_file: Path, tmp_path: Path) -> None:
+    trace_path = tmp_path / "trace.json"
+    proc = run(
+        "Measure it",
+        "--context-file",
+        str(log_file),
+        "--model",
+        "tests.fakes:recursive_model",
+        "--json",
+        "--trace",
+        str(trace_path),
+        "--quiet",
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    chars = len(log_file.read_text())
+    assert out["answer"] == f"child saw {chars} chars"
+    assert out["stopped_reason"] == "final_answer"
+    assert out["iterations"] == 1
+    assert out["usage"]["total_tokens"] > 0 and out["usage"]["llm_calls"] == 3
+    assert out["runs"] == 2
+    assert out["model"] == "tests.fakes:recursive_model"
+
+    trace = json.loads(trace_path.read_text())
+    assert trace["answer"] == out["answer"] and trace["error"] is None
+    assert trace["usage"] == out["usage"]
+    root = trace["root"]
+    assert root["depth"] == 0 and root["query"] == "Measure it"
+    assert root["context_chars"] == chars and root["seconds"] is not None
+    (it,) = root["iterations"]
+    assert it["thought"] == "delegate" and it["usage"]["total_tokens"] > 0
+    assert "rlm_query" in it["code_blocks"][0]["code"]
+    assert it["code_blocks"][0]["error"] is None
+    (call,) = it["subcalls"]
+    assert call["kind"] == "rlm" and call["answer"] == out["answer"]
+    (child,) = it["children"]
+    assert call["child_run_id"] == child["run_id"]
+    assert child["depth"] == 1 and child["parent_run_id"] == root["run_id"]
+    assert child["answer"] == out["answer"] and child["n_iterations"] == 2
+    first = child["iterations"][0]
+    assert first["code_blocks"][0]["output"].strip() == out["answer"]
+    assert first["code_blocks"][0]["seconds"] >= 0
+    assert child["usage"]["llm_calls"] == 2
+
+
+def test_context_from_stdin() -> None:
+    proc = run(
+        "How long?", "--context-file", "-", "--model", "tests.fakes:answer_model",
+        stdin="abcdef" * 100,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "600"
+
+
+def test_dotenv_from_working_directory(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("RLM_MODEL=tests.fakes:answer_model\n")
+    proc = run("abc", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "3"  # the query is the payload without --context-file
+    # A real environment variable wins over .env.
+    proc = run("abc", cwd=tmp_path, RLM_MODEL="nosuchprovider/x")
+    assert proc.returncode == 2
+    assert "unknown model spec" in proc.stderr
+
+
+def _one_line_error(proc: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
+    assert proc.returncode == code, (proc.stdout, proc.stderr)
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rlm-graph: error: "), proc.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_missing_context_file(tripwire: tuple[str, Path], tmp_path: Path) -> None:
+    spec, mark = tripwire
+    proc = run("q", "--context-file", str(tmp_path / "nope.txt"), "--model", spec, cwd=tmp_path)
+    _one_line_error(proc, 2, "context file not found", "nope.txt")
+    assert not mark.exists()
+
+
+def test_empty_query(tripwire: tuple[str, Path], tmp_path: Path) -> None:
+    spec, mark = tripwire
+    proc = run("   ", "--model", spec, cwd=tmp_path)
+    _one_line_error(proc, 2, "QUERY is empty")
+    assert not mark.exists()
+
+
+def test_unknown_provider() -> None:
+    _one_line_error(run("q", "--model", "acme/rocket-1"), 2, "unknown model spec", "groq")
+
+
+def test_missing_key() -> None:
+    _one_line_error(run("q", "--model", "groq/llama-3.3-70b-versatile"), 2, "GROQ_API_KEY")
+
+
+def test_bad_sub_model_is_checked_before_the_run(
+    tripwire: tuple[str, Path], tmp_path: Path
+) -> None:
+    spec, mark = tripwire
+    proc = run("q", "--model", spec, "--sub-model", "openai/gpt-4o-mini", cwd=tmp_path)
+    _one_line_error(proc, 2, "OPENAI_API_KEY")
+    assert not mark.exists()
+
+
+def test_bad_flags() -> None:
+    _one_line_error(run("q", "--max-depth", "-1"), 2, "--max-depth")
+    _one_line_error(run("q", "--sandbox", "docker"), 2, "--sandbox")
+    _one_line_error(run(), 2, "QUERY")
+
+
+def test_failed_run_exit_1_traceback_only_with_debug(tmp_path: Path) -> None:
+    (tmp_path / "broken_model.py").write_text(
+        "from tests.fakes import FakeChatModel\n\n\n"
+        "def model():\n"
+        "    def respond(messages):\n"
+        "        raise RuntimeError('provider exploded')\n\n"
+        "    return FakeChatModel(respond=respond)\n"
+    )
+    proc = run("q", "--model", "broken_model:model", "--quiet", cwd=tmp_path)
+    _one_line_error(proc, 1, "provider exploded")
+    proc = run("q", "--model", "broken_model:model", "--quiet", "--debug", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "Traceback (most recent call last)" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("rlm-graph: error: ")
+
+
+def test_failed_run_still_writes_the_trace(tmp_path: Path) -> None:
+    (tmp_path / "half_model.py").write_text(
+        "from tests.fakes import FakeChatModel, code, turn\n\n\n"
+        "def model():\n"
+        "    def respond(messages):\n"
+        "        if turn(messages) == 0:\n"
+        "            return code('print(1)')\n"
+        "        raise RuntimeError('second call failed')\n\n"
+        "    return FakeChatModel(respond=respond)\n"
+    )
+    trace_path = tmp_path / "t.json"
+    proc = run("q", "--model", "half_model:model", "--trace", str(trace_path), cwd=tmp_path)
+    assert proc.returncode == 1
+    trace = json.loads(trace_path.read_text())
+    assert "second call failed" in trace["error"]
+    assert trace["root"]["iterations"][0]["code_blocks"][0]["output"].strip() == "1"
+
+
+def test_python_dash_m_is_the_same_command() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlm_graph", "--help"],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0
+    for flag in ("--context-file", "--model", "--sub-model", "--max-depth", "--max-iterations"):
+        assert flag in proc.stdout
+    for flag in ("--sandbox", "--json", "--trace", "--quiet", "--debug"):
+        assert flag in proc.stdout
+
+
+def test_live_tree_on_a_terminal(log_file: Path) -> None:
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [SCRIPT, "Measure it", "--context-file", str(log_file), "--model",
+         "tests.fakes:recursive_model"],
+        cwd=ROOT,
+        env=_env(COLUMNS="160", TERM="xterm"),
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+    )  # fmt: skip
+    os.close(follower)
+    chunks: list[bytes] = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # EIO: the terminal's other side closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    assert proc.wait(timeout=60) == 0
+    screen = b"".join(chunks).decode("utf-8", "replace")
+    # The final full render of the tree stays on screen: root, iteration, child run, answer.
+    assert "d0" in screen and "d1" in screen and "Measure the text." in screen
+    assert "#1" in screen and "tok" in screen
+    assert f"child saw {len(log_file.read_text())} chars" in screen
+    assert "[d0 #" not in screen  # the plain-lines mode was not used
+
+
+# ---- in-process: default model selection and the demo subcommand ------------------------------
+
+
+def test_no_model_available_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import rlm_graph.local
+
+    for var in PROVIDER_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(rlm_graph.local, "local_extra_installed", lambda: False)
+    assert cli.main(["What is this?"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rlm-graph: error: ") and len(err.splitlines()) == 1
+    assert "GROQ_API_KEY" in err and "uv sync --extra local" in err
+
+
+def test_default_model_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import rlm_graph.local
+
+    for var in PROVIDER_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(rlm_graph.local, "local_extra_installed", lambda: True)
+    assert cli._default_spec() == "local"
+    monkeypatch.setenv("GROQ_API_KEY", "gsk-test")
+    assert cli._default_spec().startswith("groq/")
+    monkeypatch.setenv("RLM_MODEL", "ollama/qwen2.5-coder")
+    assert cli._default_spec() == "ollama/qwen2.5-coder"
+
+
+def test_demo_subcommand_is_dispatched(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[Any] = []
+
+    def fake_main(argv: list[str]) -> int:
+        seen.append(argv)
+        return 7
+
+    monkeypatch.setitem(sys.modules, "rlm_graph.demo", types.SimpleNamespace(main=fake_main))
+    assert cli.main(["demo", "--seed", "3"]) == 7
+    assert seen == [["--seed", "3"]]
