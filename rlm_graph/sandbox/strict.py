@@ -29,6 +29,10 @@ from .errors import SandboxError
 SANDBOX_UID = 65534
 SANDBOX_GID = 65534
 PROBE_TIMEOUT = 20.0
+#: Size caps of the private in-memory filesystems: tmpfs pages are not counted by RLIMIT_AS, so
+#: without a cap a loop writing to /tmp could fill the host's memory. Big files belong in scratch.
+TMP_SIZE_BYTES = 512 << 20
+SHM_SIZE_BYTES = 64 << 20
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -130,7 +134,9 @@ def wrap_command(
     ``PYTHONDONTWRITEBYTECODE=1`` and ``extra_env``.
 
     Calls :func:`check_available` first, so a failure is a :class:`SandboxError` here rather
-    than an obscure exit of the wrapped process.
+    than an obscure exit of the wrapped process. When ``argv`` runs this package's
+    ``_worker.py`` without ``--strict``, ``--strict`` is appended: a worker under bubblewrap must
+    also apply its own Landlock/seccomp layer (``_confine``), never silently skip it.
     """
     check_available()
     bwrap = find_bwrap()
@@ -140,7 +146,15 @@ def wrap_command(
             os.fstat(fd)
         except OSError as exc:
             raise ValueError(f"pass_fds: fd {fd} is not open ({exc.strerror})") from None
-    return _build(bwrap, argv, scratch_dir, read_only_paths, extra_env)
+    return _build(bwrap, _with_strict_flag(argv), scratch_dir, read_only_paths, extra_env)
+
+
+def _with_strict_flag(argv: list[str]) -> list[str]:
+    worker = os.path.join(_PACKAGE_DIR, "_worker.py")
+    runs_worker = any(os.path.abspath(arg) == worker for arg in argv if arg.endswith(".py"))
+    if runs_worker and "--strict" not in argv:
+        return [*argv, "--strict"]
+    return argv
 
 
 def _build(
@@ -173,7 +187,8 @@ def _build(
     mounts.append(("/proc", ["--proc", "/proc"]))
     mounts += [(path, ["--ro-bind-try", path, path]) for path in _PROC_READ_ONLY]
     mounts.append(("/dev", ["--dev", "/dev"]))
-    mounts.append(("/tmp", ["--tmpfs", "/tmp"]))
+    mounts.append(("/dev/shm", ["--size", str(SHM_SIZE_BYTES), "--tmpfs", "/dev/shm"]))
+    mounts.append(("/tmp", ["--size", str(TMP_SIZE_BYTES), "--tmpfs", "/tmp"]))
     covered = [dest for dest, _args in mounts]
     for src, dest in _read_only_binds([*_python_paths(argv), _PACKAGE_DIR, *extra], covered):
         mounts.append((dest, ["--ro-bind", src, dest]))
@@ -192,6 +207,9 @@ def _build(
     cmd = [bwrap, *_NAMESPACE_FLAGS]
     for _dest, args in mounts:
         cmd += args
+    # The root and /dev are bubblewrap's own tmpfs, writable by default (uid 65534 is mapped
+    # to their owner): once everything is mounted on them, make them read-only.
+    cmd += ["--remount-ro", "/dev", "--remount-ro", "/"]
     for key, value in env.items():
         cmd += ["--setenv", key, value]
     cmd += ["--chdir", scratch, "--", *argv]
@@ -225,7 +243,7 @@ def _read_only_binds(paths: Iterable[str], covered: list[str]) -> list[tuple[str
         real = os.path.realpath(path)
         wanted.setdefault(real, real)
         wanted.setdefault(os.path.abspath(path), real)
-    hiding = ("/tmp", "/proc", "/dev")
+    hiding = ("/tmp", "/proc", "/dev", "/dev/shm")
     result = []
     for dest in sorted(wanted, key=_depth):
         if any(_within(dest, c) for c in covered if c not in hiding):
