@@ -1,0 +1,133 @@
+"""The README stays true: its commands, its graph picture, its tables and its Python examples.
+
+Regenerate the mermaid picture after changing the graph with:
+``uv run --no-sync python tests/test_readme.py --update``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+MERMAID = re.compile(
+    r"(<!-- mermaid:start -->\n```mermaid\n)(.*?)(```\n<!-- mermaid:end -->)", re.S
+)
+
+
+def readme() -> str:
+    return README.read_text(encoding="utf-8")
+
+
+def marked_command(name: str) -> str:
+    """The single-line command in the code block right after ``<!-- command:NAME -->``."""
+    m = re.search(rf"<!-- command:{name} -->\n```bash\n(.+?)\n```", readme())
+    assert m, f"README has no <!-- command:{name} --> block"
+    return m.group(1).strip()
+
+
+def current_mermaid() -> str:
+    from rlm_graph import build_graph
+
+    return str(build_graph().get_graph().draw_mermaid())
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", readme(), re.S)
+
+
+def test_the_two_commands() -> None:
+    main = marked_command("main")
+    test = marked_command("test")
+    assert main.startswith("uv run ") and main.endswith("rlm-graph demo"), main
+    assert "--extra local" in main  # the offline model, no key needed
+    assert test.startswith("uv run ") and test.endswith("pytest"), test
+    assert "--all-extras" in test  # every tier, including local_model, runs
+    # CI runs the README's test command verbatim.
+    assert re.search(rf"^\s*{re.escape(test)} \|\| rc=\$\?$", (ROOT / ".ci/run").read_text(), re.M)
+
+
+def test_mermaid_picture_is_in_sync() -> None:
+    m = MERMAID.search(readme())
+    assert m, "README has no mermaid block between the markers"
+    assert m.group(2).strip() == current_mermaid().strip(), (
+        "graph changed: run `uv run --no-sync python tests/test_readme.py --update`"
+    )
+
+
+def test_every_setting_and_cli_flag_is_documented() -> None:
+    from rlm_graph.cli import _build_parser
+    from rlm_graph.context import Context
+
+    text = readme()
+    for f in dataclasses.fields(Context):
+        assert re.search(rf"^\| `{f.name}` \|", text, re.M), f"setting {f.name} not in the table"
+    for action in _build_parser()._actions:
+        for flag in action.option_strings:
+            if flag.startswith("--") and flag != "--help":
+                assert f"{flag}" in text, f"CLI flag {flag} not in README"
+
+
+def test_every_environment_variable_is_documented() -> None:
+    """Variables the package reads by name (RLM_*, provider keys and URLs) are in the README."""
+    pattern = re.compile(
+        r"""(?:environ(?:\.get)?\(|environ\[|getenv\(|_env_\w+\(|_require_env\()\s*["']([A-Z][A-Z0-9_]+)["']"""
+    )
+    found: set[str] = set()
+    for path in (ROOT / "rlm_graph").rglob("*.py"):
+        if "sandbox" in path.parts:
+            continue  # the worker's own internals, not user settings
+        found |= set(pattern.findall(path.read_text(encoding="utf-8")))
+    found |= {"RLM_MODEL", "RLM_SUB_MODEL"}
+    user_facing = {
+        v for v in found if v.startswith("RLM_") or v.endswith(("_API_KEY", "_BASE_URL", "_HOST"))
+    }
+    missing = sorted(v for v in user_facing if f"`{v}`" not in readme())
+    assert not missing, f"environment variables missing from README: {missing}"
+    env_example = (ROOT / ".env.example").read_text()
+    assert "GROQ_API_KEY=" in env_example and "RLM_MODEL=" in env_example
+
+
+def test_links_point_at_files() -> None:
+    for target in re.findall(r"\]\(([^)#:]+)\)", readme()):
+        assert (ROOT / target).exists(), f"README links to missing {target}"
+
+
+@pytest.mark.parametrize("index", range(len(python_blocks())))
+def test_python_example_runs_as_written(index: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each example runs unchanged; only the provider behind the spec string is scripted."""
+    import rlm_graph.models
+    from tests.fakes import answer_model
+
+    def scripted(spec: Any = None, *, role: str = "root") -> Any:
+        return answer_model()
+
+    monkeypatch.setattr(rlm_graph.models, "resolve_model", scripted)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(python_blocks()[index], f"README.md[python {index}]", "exec"), {})
+    printed = out.getvalue()
+    assert printed.strip(), "the example printed nothing"
+    assert "unknown" not in printed
+
+
+def _update() -> None:
+    text = readme()
+    new = MERMAID.sub(lambda m: m.group(1) + current_mermaid().strip() + "\n" + m.group(3), text)
+    README.write_text(new, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--update"]:
+        sys.path.insert(0, str(ROOT))
+        _update()
+    else:
+        raise SystemExit("usage: python tests/test_readme.py --update")
