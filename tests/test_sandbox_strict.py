@@ -361,6 +361,17 @@ def test_wrap_command_flags(tmp_path: Path) -> None:
     assert rw == [str(tmp_path)]
     assert cmd[cmd.index("--chdir") + 1] == str(tmp_path)
     assert cmd[-3:] == [sys.executable, "-c", "pass"]
+    # A path inside scratch is visible through it; its own bind would pin a deleted payload.
+    payload = tmp_path / ".context.payload"
+    payload.write_text("x")
+    extra = tmp_path.parent / "extra.txt"
+    extra.write_text("x")
+    cmd = strict.wrap_command(
+        [sys.executable, "-c", "pass"], scratch_dir=str(tmp_path),
+        read_only_paths=[str(payload), str(extra)], pass_fds=[],
+    )  # fmt: skip
+    ro = [cmd[i + 2] for i, arg in enumerate(cmd) if arg == "--ro-bind"]
+    assert str(extra) in ro and str(payload) not in ro
 
 
 def test_wrapped_process_gets_no_host_env(tmp_path: Path) -> None:

@@ -126,9 +126,10 @@ def wrap_command(
 
     ``scratch_dir`` (an existing directory) is the only writable host path; it is bound at the
     same path and becomes the working directory. ``read_only_paths`` are bound read-only at
-    their own paths, in addition to what Python needs (``sys.prefix``, ``sys.base_prefix``,
-    symlink targets, ``/usr`` and ``/lib*``, a few ``/etc`` files) and this package's directory
-    (where ``_worker.py`` and ``_confine.py`` live). ``pass_fds`` must be open; bubblewrap
+    their own paths (those inside the scratch dir are visible through it already), in addition
+    to what Python needs (``sys.prefix``, ``sys.base_prefix``, symlink targets, ``/usr`` and
+    ``/lib*``, a few ``/etc`` files) and this package's directory (where ``_worker.py`` and
+    ``_confine.py`` live). ``pass_fds`` must be open; bubblewrap
     passes inherited fds through unchanged, so give the same list to ``Popen(pass_fds=...)``.
     The environment inside is only ``PATH``, ``HOME`` (the scratch dir), ``MALLOC_ARENA_MAX=2``,
     ``PYTHONDONTWRITEBYTECODE=1`` and ``extra_env``.
@@ -173,7 +174,10 @@ def _build(
             raise SandboxError(f"strict sandbox: read-only path {path!r} does not exist")
         if os.path.realpath(path) == "/":
             raise SandboxError("strict sandbox: refusing to bind the whole host filesystem '/'")
-        extra.append(path)
+        # Already visible through the scratch bind; a bind of its own would also pin the file
+        # (say the payload, which the host deletes once loaded) until the sandbox exits.
+        if not _within(os.path.realpath(path), os.path.realpath(scratch)):
+            extra.append(path)
 
     # (destination, args); applied shallowest first so that a deeper mount lands on top of its
     # parent's (e.g. the scratch dir under the private /tmp, /proc/sys over the new /proc).
