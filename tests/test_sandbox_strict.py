@@ -332,6 +332,19 @@ def test_failing_probe_reports_bwrap_stderr(
             strict.check_available()
 
 
+def test_too_old_bwrap_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _require_userns()
+    fake = tmp_path / "bwrap"
+    fake.write_text(
+        '#!/bin/sh\nif [ "$1" = --version ]; then echo bubblewrap 0.6.1; exit 0; fi\n'
+        "echo 'bwrap: Unknown option --disable-userns' >&2\nexit 1\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(SandboxError, match=r"bubblewrap 0\.6\.1 is too old.*>= 0\.8"):
+        strict.check_available()
+
+
 def test_wrap_command_rejects_bad_paths(tmp_path: Path) -> None:
     _require_userns()
     with pytest.raises(SandboxError, match="does not exist"):

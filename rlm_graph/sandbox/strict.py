@@ -294,7 +294,18 @@ def _probe(bwrap: str) -> str | None:
     if proc.returncode == 0 and out[:1] == [str(SANDBOX_UID)]:
         return None
     err = " ".join(proc.stderr.decode("utf-8", "replace").split()) or "(no stderr)"
-    return f"the bubblewrap probe run failed (exit {proc.returncode}): {err[:500]}{_userns_hint()}"
+    hint = _userns_hint()
+    if "Unknown option" in err:
+        hint = f" [{_bwrap_version(bwrap)} is too old: strict mode needs bubblewrap >= 0.8]"
+    return f"the bubblewrap probe run failed (exit {proc.returncode}): {err[:500]}{hint}"
+
+
+def _bwrap_version(bwrap: str) -> str:
+    try:
+        out = subprocess.run([bwrap, "--version"], capture_output=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "this bubblewrap"
+    return out.stdout.decode("utf-8", "replace").strip() or "this bubblewrap"
 
 
 def _userns_hint() -> str:
