@@ -151,6 +151,9 @@ class Zygote:
                     pass
                 return {"ok": True, "status": self.wait_worker(pid)}
             return {"ok": True, "status": None}
+        if op == "kill_others":
+            pid = int(msg["pid"])
+            return {"ok": True, "killed": kill_group_except(pid) if pid in self.workers else 0}
         if op == "shutdown":
             self.shutdown()
         raise ValueError(f"unknown op {op!r}")
@@ -209,6 +212,39 @@ class Zygote:
         worker = _repl.Worker(sock, int(msg.get("max_frame_bytes", 1 << 28)))
         worker.install_api(context, str(msg.get("query", "")), list(msg.get("callbacks", [])))
         worker.serve()
+
+
+def kill_group_except(pgid: int) -> int:
+    """SIGKILL every process of process group ``pgid`` except its leader; returns how many."""
+    killed = 0
+    for _round in range(50):
+        victims = [pid for pid in _group_members(pgid) if pid != pgid]
+        if not victims:
+            break
+        for pid in victims:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except OSError:
+                pass
+    return killed
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        # Zombies are already dead; only their parent's wait removes them.
+        if len(fields) > 2 and fields[0] != b"Z" and int(fields[2]) == pgid:
+            members.append(int(entry))
+    return members
 
 
 def _max_fd() -> int:

@@ -55,11 +55,13 @@ class PidsCgroup:
         except OSError:
             return []
 
-    def kill_all(self, *, keep: int | None = None, timeout: float = 2.0) -> None:
+    def kill_all(
+        self, *, keep: set[int] | frozenset[int] = frozenset(), timeout: float = 2.0
+    ) -> None:
         """SIGKILL every process in the cgroup (except ``keep``) until none is left."""
         deadline = time.monotonic() + timeout
         while True:
-            victims = [pid for pid in self.pids() if pid != keep]
+            victims = [pid for pid in self.pids() if pid not in keep]
             if not victims or time.monotonic() > deadline:
                 return
             for pid in victims:

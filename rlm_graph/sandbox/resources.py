@@ -94,14 +94,15 @@ class Resources:
                     # The shell joins the cgroup before exec, so nothing escapes it, not even
                     # processes bubblewrap forks at once.
                     argv = [
-                        "/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', self.cgroup.procs_file,
+                        "/bin/sh", "-c", 'echo $$ > "$0" && unset PWD && exec "$@"',
+                        self.cgroup.procs_file,
                         *argv,
                     ]  # fmt: skip
                 return argv
 
             zygote = ZygoteProcess.spawn(
                 argv_for,
-                env={"MALLOC_ARENA_MAX": "2", "LANG": "C.UTF-8"},
+                env={"MALLOC_ARENA_MAX": "2"},
                 cwd=scratch,
                 log_path=os.path.join(scratch, ".zygote.log"),
             )
@@ -191,12 +192,21 @@ class Resources:
             finally:
                 if self.cgroup is not None and self.mode == "process" and self.zygote:
                     # Grandchildren that left the worker's process group.
-                    self.cgroup.kill_all(keep=self.zygote.proc.pid)
+                    self.cgroup.kill_all(keep={self.zygote.proc.pid})
                 worker.close()
                 if self.worker is worker:
                     self.worker = None
             status = reply.get("status")
             return None if status is None else int(status)
+
+    def kill_worker_children(self, worker: WorkerHandle) -> None:
+        """Kill the processes the worker started (its process group, minus the worker itself)."""
+        with self.lock:
+            self._live_zygote().request({"op": "kill_others", "pid": worker.pid})
+            if self.cgroup is not None and self.mode == "process" and self.zygote:
+                # Descendants that moved to a process group of their own.
+                keep = {self.zygote.proc.pid, worker.pid}
+                self.cgroup.kill_all(keep=keep)
 
     def _drop_worker(self) -> None:
         worker, self.worker = self.worker, None

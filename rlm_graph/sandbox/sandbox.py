@@ -250,15 +250,19 @@ class Sandbox:
                                 error = msg.get("error")
                                 final = msg.get("final_answer")
             if done:
-                _drain_output(worker.out_fd, out, sel)
+                _drain_output(worker.out_fd, out)
                 if timed_out:
+                    # Whatever the overrunning block started (a fork bomb, a hung subprocess) goes.
+                    with contextlib.suppress(SandboxError):
+                        self._res.kill_worker_children(worker)
                     error = _join(
                         f"TimeoutError: the block ran longer than {self.exec_timeout:g} s and "
-                        "was interrupted; your variables are kept.",
+                        "was interrupted; your variables are kept, processes it started were "
+                        "killed.",
                         error,
                     )
             elif died is not None:
-                _drain_output(worker.out_fd, out, sel)
+                _drain_output(worker.out_fd, out)
                 status = self._kill_and_restart(worker, lazy=False)
                 restarted = True
                 if died == "killed":
@@ -362,7 +366,7 @@ def _read_output(fd: int, out: CappedOutput) -> bool:
     return True
 
 
-def _drain_output(fd: int, out: CappedOutput, sel: selectors.BaseSelector) -> None:
+def _drain_output(fd: int, out: CappedOutput) -> None:
     # Everything the block wrote before "done" is already in the pipe; a background process that
     # keeps writing must not hold us here, hence the time bound.
     deadline = time.monotonic() + _DRAIN_SECONDS

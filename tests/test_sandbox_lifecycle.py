@@ -1,0 +1,188 @@
+"""Sandbox lifecycle: nothing is left behind (processes, zombies, fds, scratch dirs, cgroups)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import threading
+import time
+
+import pytest
+
+from rlm_graph.sandbox import Sandbox, SandboxError
+
+
+def child_pids() -> list[int]:
+    """Direct children of this process, zombies included."""
+    me = str(os.getpid())
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[1] == me:
+                pids.append(int(entry))
+    return pids
+
+
+def open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def cgroups() -> set[str]:
+    root = "/sys/fs/cgroup/pids"
+    prefix = f"rlm-graph-{os.getpid()}-"
+    if not os.path.isdir(root):
+        return set()
+    return {d for d in os.listdir(root) if d.startswith(prefix)}
+
+
+def wait_until(predicate: object, timeout: float = 5.0) -> None:
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+Snapshot = tuple[list[int], set[str], set[str]]
+
+
+def snapshot() -> Snapshot:
+    return sorted(child_pids()), open_fds(), cgroups()
+
+
+def assert_nothing_left(before: Snapshot, *scratch_dirs: str | None) -> None:
+    wait_until(lambda: sorted(child_pids()) == before[0])
+    after = snapshot()
+    assert after[0] == before[0], "child processes (or zombies) left behind"
+    assert after[1] == before[1], "file descriptors leaked"
+    assert after[2] == before[2], "cgroup left behind"
+    for path in scratch_dirs:
+        assert path is not None and not os.path.exists(path), "scratch dir left behind"
+
+
+def test_close_removes_everything_after_hostile_blocks() -> None:
+    before = snapshot()
+    sb = Sandbox("ctx", exec_timeout=0.5, handlers={"llm_query": lambda p: p})
+    sb.run("import subprocess\nsubprocess.Popen(['sleep', '100'])")
+    sb.run("import os\nos._exit(3)")
+    sb.run("sum(range(10**12))")
+    sb.run("print(llm_query('x'))")
+    scratch = sb._res.scratch
+    assert scratch is not None and os.path.isdir(scratch)
+    assert len(child_pids()) == len(before[0]) + 1  # only the zygote is our child
+    sb.close()
+    sb.close()  # idempotent
+    assert_nothing_left(before, scratch)
+
+
+def test_context_manager_closes_on_exception() -> None:
+    before = snapshot()
+    with pytest.raises(RuntimeError, match="boom"):
+        with Sandbox("ctx") as sb:
+            sb.run("x = 1")
+            scratch = sb._res.scratch
+            raise RuntimeError("boom")
+    assert sb.closed
+    assert_nothing_left(before, scratch)
+
+
+def test_garbage_collected_sandbox_cleans_up() -> None:
+    before = snapshot()
+    sb = Sandbox("ctx")
+    sb.run("x = 1")
+    scratch = sb._res.scratch
+    del sb
+    gc.collect()
+    assert_nothing_left(before, scratch)
+
+
+def test_never_started_sandbox_leaves_nothing() -> None:
+    before = snapshot()
+    Sandbox("ctx").close()
+    with Sandbox([1, 2]):
+        pass
+    assert_nothing_left(before)
+
+
+def test_close_from_another_thread_stops_a_running_block() -> None:
+    before = snapshot()
+    sb = Sandbox(exec_timeout=60)
+    sb.start()
+    scratch = sb._res.scratch
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(sb.run("while True: pass"))
+        except SandboxError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    time.sleep(0.2)
+    sb.close()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert outcome, "run() did not return"
+    assert_nothing_left(before, scratch)
+
+
+async def test_async_usage() -> None:
+    before = snapshot()
+    async with Sandbox("async ctx", handlers={"llm_query": lambda p: p[::-1]}) as sb:
+        first, second = await asyncio.gather(
+            sb.arun("a = llm_query('abc')"), sb.arun("b = len(context)")
+        )
+        assert first.error is None and second.error is None
+        result = await sb.arun("print(a, b)")
+        assert result.output == "cba 9\n"
+        scratch = sb._res.scratch
+    assert_nothing_left(before, scratch)
+
+
+async def test_cancelled_arun_stops_the_block() -> None:
+    before = snapshot()
+    async with Sandbox(exec_timeout=60) as sb:
+        await sb.arun("x = 1")
+        task = asyncio.ensure_future(sb.arun("while True: pass"))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        started = time.monotonic()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert time.monotonic() - started < 5
+        result = await sb.arun("print(globals().get('x'))")
+        assert result.output == "None\n" and result.restarted
+        scratch = sb._res.scratch
+    assert_nothing_left(before, scratch)
+
+
+def test_sandboxes_are_independent() -> None:
+    with Sandbox("one") as a, Sandbox("two") as b:
+        a.run("v = 'a'")
+        b.run("v = 'b'")
+        assert a.run("print(v, context)").output == "a one\n"
+        assert b.run("print(v, context)").output == "b two\n"
+
+
+def test_pids_cgroup_caps_processes() -> None:
+    with Sandbox(max_processes=16) as sb:
+        sb.start()
+        if sb._res.cgroup is None:
+            pytest.skip("no writable pids cgroup here (RLIMIT_NPROC covers non-root users only)")
+        with open(os.path.join(sb._res.cgroup.path, "pids.max")) as f:
+            assert int(f.read()) == 20
+        result = sb.run(
+            "import subprocess\nprocs = []\n"
+            "try:\n    for _ in range(40):\n"
+            "        procs.append(subprocess.Popen(['sleep', '30']))\n"
+            "except OSError as e:\n    print('refused', len(procs))\n"
+            "for p in procs: p.kill(); p.wait()"
+        )
+        assert result.output.startswith("refused"), result
+        assert int(result.output.split()[1]) < 20
