@@ -11,15 +11,17 @@ checkpoints. Live objects (sandbox, budget) stay out of state: see :mod:`rlm_gra
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
+from langgraph._internal._runnable import RunnableCallable
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
@@ -38,30 +40,64 @@ from rlm_graph.context import (
 from rlm_graph.events import THOUGHT_CHARS, preview
 from rlm_graph.parsing import parse_reply
 from rlm_graph.prompts import validate_input
-from rlm_graph.runs import Handlers, Run, call_model, close_run, get_run, message_text, new_id
+from rlm_graph.runs import (
+    Handlers,
+    Run,
+    acall_model,
+    call_model,
+    close_run,
+    get_run,
+    message_text,
+    new_id,
+)
 from rlm_graph.runs import open_run as _open_run
-from rlm_graph.state import BlockResult, InputState, OutputState, State, add_usage, empty_usage
+from rlm_graph.state import (
+    BlockResult,
+    InputState,
+    OutputState,
+    State,
+    Usage,
+    add_usage,
+    empty_usage,
+)
 
 
-def _guarded(node: Callable[..., Any]) -> Any:
-    """Close the run's live objects when a node fails, then re-raise.
+def _guarded(func: Callable[..., Any], afunc: Callable[..., Awaitable[Any]] | None = None) -> Any:
+    """The node as a runnable that closes the run's live objects when it fails, then re-raises.
 
-    Graph control flow (``GraphBubbleUp``: interrupts) passes through with the sandbox kept,
-    so a resumed run finds its REPL variables; the root's cleanup or exit handler closes it.
+    Cancellation (``asyncio.CancelledError``) counts as failure. Graph control flow
+    (``GraphBubbleUp``: interrupts) passes through with the sandbox kept, so a resumed run finds
+    its REPL variables; the root's cleanup or the exit handler closes it otherwise.
     """
 
-    @functools.wraps(node)
+    def cleanup(state: State) -> None:
+        if isinstance(state, dict) and state.get("run_id"):
+            close_run(state["run_id"])
+
+    @functools.wraps(func)
     def wrapper(state: State, *args: Any, **kwargs: Any) -> Any:
         try:
-            return node(state, *args, **kwargs)
+            return func(state, *args, **kwargs)
         except GraphBubbleUp:
             raise
         except BaseException:
-            if state.get("run_id"):
-                close_run(state["run_id"])
+            cleanup(state)
             raise
 
-    return wrapper
+    awrapper = None
+    if afunc is not None:
+
+        @functools.wraps(afunc)
+        async def awrapper(state: State, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await afunc(state, *args, **kwargs)
+            except GraphBubbleUp:
+                raise
+            except BaseException:
+                cleanup(state)
+                raise
+
+    return RunnableCallable(wrapper, awrapper, name=func.__name__, trace=False)
 
 
 class _Models:
@@ -191,66 +227,56 @@ def build_graph(
             "best_answer": None,
         }
 
+    # think, execute and finish have an async twin (same steps, awaited calls) so that
+    # ainvoke/astream cancellation stops the model call or code block and closes the run.
+
     def think(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         """Ask the root model for the next step."""
-        run = get_run(state["run_id"])
-        run.writer = runtime.stream_writer
-        run.iteration = state["iterations"] + 1
-        run.emit("iteration_start")
-        began = time.monotonic()
+        run = _think_begins(state, runtime)
         try:
             reply, usage = call_model(run.budget, models.root(run.ctx), state["messages"])
         except BudgetExhausted:
             return {"stopped_reason": "budget"}
-        text = message_text(reply)
-        parsed = parse_reply(text)
-        final = parsed.final_answer if parsed.final_answer else None
-        run.emit(
-            "model_reply",
-            thought=preview(parsed.thought, THOUGHT_CHARS),
-            n_code_blocks=len(parsed.code_blocks),
-            has_final=final is not None,
-            seconds=round(time.monotonic() - began, 4),
-            usage=usage,
-        )
-        update: dict[str, Any] = {
-            "messages": [AIMessage(text)],
-            "iterations": run.iteration,
-            "usage": add_usage(state["usage"], usage),
-            "code_blocks": parsed.code_blocks,
-            "reply_final": final,
-        }
-        if final is not None and not parsed.code_blocks:
-            update.update(answer=final, stopped_reason="final_answer")
-        return update
+        return _think_ends(run, state, reply, usage)
+
+    async def athink(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        run = _think_begins(state, runtime)
+        try:
+            reply, usage = await acall_model(run.budget, models.root(run.ctx), state["messages"])
+        except BudgetExhausted:
+            return {"stopped_reason": "budget"}
+        return _think_ends(run, state, reply, usage)
 
     def execute(state: State, config: RunnableConfig, runtime: Runtime[Context]) -> dict[str, Any]:
         """Run the reply's code blocks in order in the run's sandbox."""
-        run = get_run(state["run_id"])
-        run.config, run.writer = config, runtime.stream_writer
-        if run.sandbox is None:
-            run.sandbox = _open_sandbox(
-                run, state, Handlers(run, lambda: models.sub(run.ctx), invoke_child)
-            )
+        run, sandbox = _execute_begins(state, config, runtime)
         results: list[BlockResult] = []
         for index, code in enumerate(state["code_blocks"]):
             run.emit("code", index=index, code=code)
-            r = run.sandbox.run(code)
-            result = BlockResult(
-                index=index,
-                output=r.output,
-                output_chars=r.output_chars,
-                error=r.error,
-                final_answer=r.final_answer,
-                timed_out=r.timed_out,
-                restarted=r.restarted,
-                seconds=r.seconds,
-            )
-            results.append(result)
-            run.emit("observation", **{k: v for k, v in result.items() if k != "final_answer"})
-            if r.final_answer is not None:
+            if _observed(run, results, index, sandbox.run(code)):
                 break
         return {"results": results, "usage": add_usage(state["usage"], run.take_usage())}
+
+    async def aexecute(
+        state: State, config: RunnableConfig, runtime: Runtime[Context]
+    ) -> dict[str, Any]:
+        run, sandbox = _execute_begins(state, config, runtime)
+        results: list[BlockResult] = []
+        for index, code in enumerate(state["code_blocks"]):
+            run.emit("code", index=index, code=code)
+            if _observed(run, results, index, await sandbox.arun(code)):
+                break
+        return {"results": results, "usage": add_usage(state["usage"], run.take_usage())}
+
+    def _execute_begins(
+        state: State, config: RunnableConfig, runtime: Runtime[Context]
+    ) -> tuple[Run, Any]:
+        run = get_run(state["run_id"])
+        run.config, run.writer = config, runtime.stream_writer
+        if run.sandbox is None:
+            handlers = Handlers(run, lambda: models.sub(run.ctx), invoke_child)
+            run.sandbox = _open_sandbox(run, state, handlers)
+        return run, run.sandbox
 
     def observe(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         """Turn the results into the next message (or take the answer given by final_answer())."""
@@ -278,34 +304,21 @@ def build_graph(
 
     def finish(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         """Produce the answer (forcing one when none was given), close the run, report."""
-        run = get_run(state["run_id"])
-        run.writer = runtime.stream_writer
-        answer, reason = state.get("answer") or "", state.get("stopped_reason") or ""
-        usage = state["usage"]
-        messages: list[Any] = []
-        if not answer and not reason:
-            reason = "budget" if run.budget.exhausted() else "max_iterations"
-        if not answer and reason == "max_iterations":
-            ask = HumanMessage(prompts.FORCED_ANSWER)
-            try:
-                reply, call_usage = call_model(
-                    run.budget, models.root(run.ctx), [*state["messages"], ask]
-                )
-                text = message_text(reply)
-                usage = add_usage(usage, call_usage)
-                messages = [ask, AIMessage(text)]
-                parsed = parse_reply(text)
-                answer = (parsed.final_answer or text).strip()
-            except BudgetExhausted:
-                reason = "budget"
-        if not answer:
-            answer = (state.get("best_answer") or "").strip() or (
-                f"No answer was found before the run stopped ({reason})."
-            )
-        run.emit("final", answer=answer, stopped_reason=reason, iterations=state["iterations"])
-        run.emit("run_end", usage=usage, seconds=round(time.monotonic() - run.started, 4))
-        close_run(run.info.run_id)
-        return {"answer": answer, "stopped_reason": reason, "usage": usage, "messages": messages}
+        run, ask = _finish_begins(state, runtime)
+        reply = None
+        if ask is not None:
+            with contextlib.suppress(BudgetExhausted):
+                reply = call_model(run.budget, models.root(run.ctx), [*state["messages"], ask])
+        return _finish_ends(run, state, ask, reply)
+
+    async def afinish(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        run, ask = _finish_begins(state, runtime)
+        reply = None
+        if ask is not None:
+            with contextlib.suppress(BudgetExhausted):
+                messages = [*state["messages"], ask]
+                reply = await acall_model(run.budget, models.root(run.ctx), messages)
+        return _finish_ends(run, state, ask, reply)
 
     # ---- routing -----------------------------------------------------------------------
 
@@ -324,10 +337,10 @@ def build_graph(
         State, context_schema=context_cls, input_schema=InputState, output_schema=OutputState
     )
     builder.add_node("start", _guarded(start))
-    builder.add_node("think", _guarded(think))
-    builder.add_node("execute", _guarded(execute))
+    builder.add_node("think", _guarded(think, athink))
+    builder.add_node("execute", _guarded(execute, aexecute))
     builder.add_node("observe", _guarded(observe))
-    builder.add_node("finish", _guarded(finish))
+    builder.add_node("finish", _guarded(finish, afinish))
     builder.add_edge(START, "start")
     builder.add_edge("start", "think")
     builder.add_conditional_edges("think", after_think)
@@ -337,6 +350,89 @@ def build_graph(
     graph = builder.compile(name="rlm", checkpointer=checkpointer)
     compiled.append(graph)
     return graph
+
+
+def _think_begins(state: State, runtime: Runtime[Context]) -> Run:
+    run = get_run(state["run_id"])
+    run.writer = runtime.stream_writer
+    run.iteration = state["iterations"] + 1
+    run.emit("iteration_start")
+    run.step_started = time.monotonic()
+    return run
+
+
+def _think_ends(run: Run, state: State, reply: BaseMessage, usage: Usage) -> dict[str, Any]:
+    text = message_text(reply)
+    parsed = parse_reply(text)
+    final = parsed.final_answer or None  # an empty "Final Answer:" is no answer
+    run.emit(
+        "model_reply",
+        thought=preview(parsed.thought, THOUGHT_CHARS),
+        n_code_blocks=len(parsed.code_blocks),
+        has_final=final is not None,
+        seconds=round(time.monotonic() - run.step_started, 4),
+        usage=usage,
+    )
+    update: dict[str, Any] = {
+        "messages": [AIMessage(text)],
+        "iterations": run.iteration,
+        "usage": add_usage(state["usage"], usage),
+        "code_blocks": parsed.code_blocks,
+        "reply_final": final,
+    }
+    if final is not None and not parsed.code_blocks:
+        update.update(answer=final, stopped_reason="final_answer")
+    return update
+
+
+def _observed(run: Run, results: list[BlockResult], index: int, r: Any) -> bool:
+    """Record one block's result; True when it called final_answer() (later blocks are skipped)."""
+    result = BlockResult(
+        index=index,
+        output=r.output,
+        output_chars=r.output_chars,
+        error=r.error,
+        final_answer=r.final_answer,
+        timed_out=r.timed_out,
+        restarted=r.restarted,
+        seconds=r.seconds,
+    )
+    results.append(result)
+    run.emit("observation", **{k: v for k, v in result.items() if k != "final_answer"})
+    return r.final_answer is not None
+
+
+def _finish_begins(state: State, runtime: Runtime[Context]) -> tuple[Run, HumanMessage | None]:
+    """The run, and the forced-answer request when the run needs one."""
+    run = get_run(state["run_id"])
+    run.writer = runtime.stream_writer
+    if state.get("answer") or state.get("stopped_reason") == "budget":
+        return run, None
+    if run.budget.exhausted():
+        return run, None
+    return run, HumanMessage(prompts.FORCED_ANSWER)
+
+
+def _finish_ends(
+    run: Run, state: State, ask: HumanMessage | None, reply: tuple[BaseMessage, Usage] | None
+) -> dict[str, Any]:
+    answer, reason = state.get("answer") or "", state.get("stopped_reason") or ""
+    usage, messages = state["usage"], []
+    if not answer:
+        reason = "max_iterations" if reply is not None else "budget"
+    if reply is not None and ask is not None:
+        text = message_text(reply[0])
+        usage = add_usage(usage, reply[1])
+        messages = [ask, AIMessage(text)]
+        answer = (parse_reply(text).final_answer or text).strip()
+    if not answer:
+        answer = (state.get("best_answer") or "").strip() or (
+            f"No answer was found before the run stopped ({reason})."
+        )
+    run.emit("final", answer=answer, stopped_reason=reason, iterations=state["iterations"])
+    run.emit("run_end", usage=usage, seconds=round(time.monotonic() - run.started, 4))
+    close_run(run.info.run_id)
+    return {"answer": answer, "stopped_reason": reason, "usage": usage, "messages": messages}
 
 
 def _open_sandbox(run: Run, state: State, handlers: Handlers) -> Any:

@@ -71,6 +71,21 @@ def call_model(budget: Budget, model: BaseChatModel, messages: Any) -> tuple[Bas
     return reply, usage
 
 
+async def acall_model(
+    budget: Budget, model: BaseChatModel, messages: Any
+) -> tuple[BaseMessage, Usage]:
+    """:func:`call_model` for async runs (cancellation releases the slot)."""
+    budget.reserve()
+    try:
+        reply = await model.ainvoke(messages)
+    except BaseException:
+        budget.release()
+        raise
+    usage = usage_of(reply)
+    budget.record(usage)
+    return reply, usage
+
+
 @dataclasses.dataclass
 class Run:
     """Live objects of one run (root or child)."""
@@ -85,6 +100,7 @@ class Run:
     config: RunnableConfig | None = None
     writer: Writer | None = None
     iteration: int = 0
+    step_started: float = 0.0
     started: float = dataclasses.field(default_factory=time.monotonic)
     _pending: Usage = dataclasses.field(default_factory=empty_usage)
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)

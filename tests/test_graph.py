@@ -557,3 +557,31 @@ def test_streaming_messages_mode_keeps_usage() -> None:
     assert values["answer"] == "3"
     assert values["usage"]["total_tokens"] == model.tokens["total_tokens"] > 0
     assert any(mode == "messages" for mode, _ in chunks)
+
+
+async def test_cancelling_astream_stops_code_and_closes_the_run() -> None:
+    import asyncio
+    import time
+
+    model = FakeChatModel(respond=scripted(code("import time\ntime.sleep(30)"), final("x")))
+    graph = build_graph(model=model)
+    started = asyncio.Event()
+
+    async def consume() -> None:
+        async for ev in graph.astream({"query": "q"}, stream_mode="custom"):
+            if ev["event"] == "code":
+                started.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(started.wait(), 30)
+    await asyncio.sleep(0.2)
+    began = time.monotonic()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(100):
+        if not runs._RUNS:
+            break
+        await asyncio.sleep(0.05)
+    assert time.monotonic() - began < 10
+    # the autouse fixture checks that the sandbox and the budget were released
