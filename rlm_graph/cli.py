@@ -142,6 +142,14 @@ def _check_args(args: argparse.Namespace) -> None:
         parent = Path(args.trace).resolve().parent
         if not parent.is_dir():
             raise UsageError(f"--trace directory does not exist: {parent}")
+    if args.sandbox == "strict":
+        from rlm_graph.sandbox import SandboxError
+        from rlm_graph.sandbox.strict import check_available
+
+        try:
+            check_available()
+        except SandboxError as exc:
+            raise UsageError(str(exc)) from exc
 
 
 def _make_progress(args: argparse.Namespace, builder: TraceBuilder) -> Progress:
@@ -198,6 +206,7 @@ def _run(args: argparse.Namespace) -> int:
     sub_model = _resolve(sub_spec, "sub") if sub_spec else None
 
     from rlm_graph import build_graph
+    from rlm_graph.prompts import InputError
 
     try:
         graph = build_graph(
@@ -231,6 +240,9 @@ def _run(args: argparse.Namespace) -> int:
     try:
         with _make_progress(args, builder) as progress:
             result = _stream(graph, payload, builder, progress)
+    except InputError as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise UsageError(str(exc)) from exc
     except BaseException as exc:
         error = f"{type(exc).__name__}: {exc}"
         raise

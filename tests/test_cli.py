@@ -198,6 +198,32 @@ def test_bad_sub_model_is_checked_before_the_run(
     assert not mark.exists()
 
 
+def test_strict_sandbox_unavailable_is_a_usage_error(
+    tripwire: tuple[str, Path], tmp_path: Path
+) -> None:
+    spec, mark = tripwire
+    proc = run("q", "--model", spec, "--sandbox", "strict", cwd=tmp_path, PATH=str(tmp_path))
+    _one_line_error(proc, 2, "strict sandbox unavailable")
+    assert not mark.exists()
+
+
+@pytest.mark.strict_sandbox
+def test_strict_sandbox_run(log_file: Path) -> None:
+    from rlm_graph.sandbox import SandboxError
+    from rlm_graph.sandbox.strict import check_available
+
+    try:
+        check_available()
+    except SandboxError as exc:
+        pytest.skip(str(exc))
+    proc = run(
+        "How long?", "--context-file", str(log_file), "--model", "tests.fakes:answer_model",
+        "--sandbox", "strict", "--quiet",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(len(log_file.read_text()))
+
+
 def test_bad_flags() -> None:
     _one_line_error(run("q", "--max-depth", "-1"), 2, "--max-depth")
     _one_line_error(run("q", "--sandbox", "docker"), 2, "--sandbox")
