@@ -260,7 +260,7 @@ class Bubble(Exception):
     """Stands in for LangGraph's GraphBubbleUp."""
 
 
-def test_passthrough_exception_leaves_run_unchanged() -> None:
+def test_passthrough_exception_leaves_run_unchanged_and_keeps_variables() -> None:
     raised = Bubble("interrupt!")
 
     def llm(prompt: str) -> str:
@@ -272,8 +272,24 @@ def test_passthrough_exception_leaves_run_unchanged() -> None:
         with pytest.raises(Bubble) as info:
             sb.run("try:\n    llm_query('a')\nexcept Exception:\n    print('swallowed')")
         assert info.value is raised
-        after = sb.run("print('usable')")
-    assert after.output == "usable\n"
+        after = sb.run("print(x)")
+    assert after.output == "1\n"
+    assert not after.restarted and after.error is None
+
+
+def test_passthrough_when_model_code_catches_everything() -> None:
+    def llm(prompt: str) -> str:
+        raise Bubble("stop")
+
+    code = "while True:\n    try:\n        llm_query('a')\n    except BaseException:\n        pass"
+    with Sandbox(handlers={"llm_query": llm}) as sb:
+        sb.passthrough_exceptions = (Bubble,)
+        sb.interrupt_grace = 0.2
+        sb.run("x = 1")
+        with pytest.raises(Bubble):
+            sb.run(code)
+        after = sb.run("print(globals().get('x'))")
+    assert after.output == "None\n"
     assert after.restarted and after.error is not None and "LOST" in after.error
 
 

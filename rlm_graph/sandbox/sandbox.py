@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import selectors
 import signal
 import threading
 import time
@@ -19,9 +17,9 @@ import weakref
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from ._frames import FrameTooLarge
+from .block import BlockLoop
 from .callbacks import CallbackRun, Handler, available_callbacks
-from .channel import RECV_CHUNK, WorkerHandle
+from .channel import WorkerHandle
 from .errors import PayloadError, SandboxError
 from .output import CappedOutput
 from .payload import ACCEPTED
@@ -30,8 +28,6 @@ from .result import ExecResult
 from .zygote import ZygoteDied, describe_wait_status
 
 Mode = Literal["process", "strict"]
-
-_DRAIN_SECONDS = 0.05
 
 
 class Sandbox:
@@ -177,7 +173,6 @@ class Sandbox:
             return result
 
     def _execute(self, worker: WorkerHandle, code: str) -> ExecResult:
-        started = time.monotonic()
         out = CappedOutput(self.max_output_chars)
         calls = CallbackRun(
             self.handlers,
@@ -186,103 +181,52 @@ class Sandbox:
             passthrough=self.passthrough_exceptions,
             wake=self._res.wake,
         )
-        error: str | None = None
-        final: str | None = None
-        timed_out = restarted = False
-        interrupted_at: float | None = None
-        done = False
-        sel = selectors.DefaultSelector()
-        try:
-            sel.register(worker.sock, selectors.EVENT_READ, "sock")
-            sel.register(worker.out_fd, selectors.EVENT_READ, "out")
-            sel.register(self._res.wake_r, selectors.EVENT_READ, "wake")
-            died: str | None = None
-            if not worker.send({"op": "exec", "code": code}):
-                died = "the worker process was gone before the block started"
-            while not done and died is None:
-                now = time.monotonic()
-                if calls.escaped is not None:
-                    self._kill_and_restart(worker, lazy=True)
-                    raise calls.escaped
-                if self._abort.is_set():
-                    error = "the block was cancelled; the worker was stopped"
-                    self._kill_and_restart(worker, lazy=True)
-                    restarted = True
-                    break
-                if interrupted_at is None:
-                    active = now - started - calls.waited(now)
-                    if active >= self.exec_timeout and not calls.busy():
-                        timed_out = True
-                        interrupted_at = now
-                        self._interrupt(worker)
-                        continue
-                    wait = 0.1 if calls.busy() else self.exec_timeout - active
-                else:
-                    if now - interrupted_at >= self.interrupt_grace:
-                        died = "killed"
-                        break
-                    wait = self.interrupt_grace - (now - interrupted_at)
-                for key, _ in sel.select(max(0.0, wait)):
-                    if key.data == "wake":
-                        _drain_fd(self._res.wake_r)
-                    elif key.data == "out":
-                        if not _read_output(worker.out_fd, out):
-                            sel.unregister(worker.out_fd)
-                    else:
-                        try:
-                            data = worker.sock.recv(RECV_CHUNK)
-                        except OSError:
-                            data = b""
-                        if not data:
-                            died = "the worker process ended unexpectedly"
-                            break
-                        try:
-                            messages = worker.reader.feed(data)
-                        except FrameTooLarge as exc:
-                            died = f"protocol error: {exc}"
-                            break
-                        for msg in messages:
-                            op = msg.get("op") if isinstance(msg, dict) else None
-                            if op == "call":
-                                calls.dispatch(msg, worker)
-                            elif op == "done":
-                                done = True
-                                error = msg.get("error")
-                                final = msg.get("final_answer")
-            if done:
-                _drain_output(worker.out_fd, out)
-                if timed_out:
-                    # Whatever the overrunning block started (a fork bomb, a hung subprocess) goes.
-                    with contextlib.suppress(SandboxError):
-                        self._res.kill_worker_children(worker)
-                    error = _join(
-                        f"TimeoutError: the block ran longer than {self.exec_timeout:g} s and "
-                        "was interrupted; your variables are kept, processes it started were "
-                        "killed.",
-                        error,
-                    )
-            elif died is not None:
-                _drain_output(worker.out_fd, out)
-                status = self._kill_and_restart(worker, lazy=False)
-                restarted = True
-                if died == "killed":
-                    reason = (
-                        f"TimeoutError: the block ran longer than {self.exec_timeout:g} s and "
-                        "did not stop when interrupted, so the worker was killed"
-                    )
-                else:
-                    reason = f"{died}: the worker {status}"
-                error = _join(error, self._restart_text(reason))
-        finally:
-            sel.close()
+        loop = BlockLoop(
+            worker,
+            calls,
+            out,
+            wake_fd=self._res.wake_r,
+            interrupt=lambda: self._interrupt(worker),
+            abort=self._abort,
+            exec_timeout=self.exec_timeout,
+            interrupt_grace=self.interrupt_grace,
+        )
+        outcome = loop.run(code)
+        error = outcome.error
+        restarted = False
+        if outcome.ending == "aborted":
+            self._kill_and_restart(worker, lazy=True)
+            error, restarted = "the block was cancelled; the worker was stopped", True
+        elif outcome.ending != "done":
+            status = self._kill_and_restart(worker, lazy=outcome.escaped is not None)
+            restarted = True
+            if outcome.ending == "unresponsive" and outcome.timed_out:
+                reason = (
+                    f"TimeoutError: the block ran longer than {self.exec_timeout:g} s and did "
+                    "not stop when interrupted, so the worker was killed"
+                )
+            else:
+                reason = f"{outcome.reason}: the worker {status}"
+            error = _join(error, self._restart_text(reason))
+        elif outcome.timed_out:
+            # Whatever the overrunning block started (a fork bomb, a hung subprocess) goes.
+            with contextlib.suppress(SandboxError):
+                self._res.kill_worker_children(worker)
+            error = _join(
+                f"TimeoutError: the block ran longer than {self.exec_timeout:g} s and was "
+                "interrupted; your variables are kept, processes it started were killed.",
+                error,
+            )
+        if outcome.escaped is not None:
+            raise outcome.escaped
         return ExecResult(
             output=out.text(),
             output_chars=out.total_chars,
             error=error,
-            final_answer=final,
-            timed_out=timed_out,
+            final_answer=outcome.final_answer,
+            timed_out=outcome.timed_out,
             restarted=restarted,
-            seconds=time.monotonic() - started,
+            seconds=time.monotonic() - loop.started,
             callback_seconds=calls.waited(),
         )
 
@@ -344,40 +288,6 @@ class Sandbox:
 def _join(*parts: str | None) -> str | None:
     text = "\n".join(p for p in parts if p)
     return text or None
-
-
-def _drain_fd(fd: int) -> None:
-    with contextlib.suppress(BlockingIOError, OSError):
-        while os.read(fd, 4096):
-            pass
-
-
-def _read_output(fd: int, out: CappedOutput) -> bool:
-    """Read what is available; ``False`` at end of file."""
-    try:
-        data = os.read(fd, RECV_CHUNK)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    if not data:
-        return False
-    out.feed(data)
-    return True
-
-
-def _drain_output(fd: int, out: CappedOutput) -> None:
-    # Everything the block wrote before "done" is already in the pipe; a background process that
-    # keeps writing must not hold us here, hence the time bound.
-    deadline = time.monotonic() + _DRAIN_SECONDS
-    while time.monotonic() < deadline:
-        try:
-            data = os.read(fd, RECV_CHUNK)
-        except (BlockingIOError, OSError):
-            return
-        if not data:
-            return
-        out.feed(data)
 
 
 __all__ = ["ExecResult", "Mode", "PayloadError", "Sandbox", "SandboxError"]
