@@ -507,6 +507,54 @@ def test_confine_layer_alone_denies_writes_tcp_and_namespaces(tmp_path: Path) ->
         assert "seccomp" in status["errors"]
 
 
+def test_landlock_rulesets_of_every_abi_up_to_the_kernels(tmp_path: Path) -> None:
+    """Older kernels get rulesets masked to their ABI; each must still confine writes."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    outside_dir = Path(tempfile.mkdtemp(prefix="rlm-landlock-", dir="/var/tmp"))
+    code = textwrap.dedent(
+        f"""
+        import json, os, sys
+        sys.path.insert(0, {str(SANDBOX_DIR)!r})
+        import _confine
+        libc = _confine._Libc()
+        try:
+            kernel_abi = _confine.landlock_abi(libc)
+        except OSError as exc:
+            print(json.dumps({{"unavailable": str(exc)}}))
+            raise SystemExit(0)
+        results = {{}}
+        for abi in range(1, kernel_abi + 1):
+            pid = os.fork()
+            if pid == 0:
+                libc.prctl(_confine.PR_SET_NO_NEW_PRIVS, 1)
+                _confine._apply_landlock(libc, abi, {str(scratch)!r})
+                open(os.path.join({str(scratch)!r}, f"ok{{abi}}"), "w").close()
+                try:
+                    open(os.path.join({str(outside_dir)!r}, f"x{{abi}}"), "w").close()
+                    os._exit(3)
+                except PermissionError:
+                    os._exit(0)
+            results[abi] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        print(json.dumps({{"kernel_abi": kernel_abi, "results": results}}))
+        """
+    )
+    try:
+        proc = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True)
+        written = sorted(p.name for p in outside_dir.iterdir())
+    finally:
+        shutil.rmtree(outside_dir, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    if "unavailable" in got:
+        return  # no Landlock in this kernel: apply() reports it (checked above)
+    assert got["results"] == {str(abi): 0 for abi in range(1, got["kernel_abi"] + 1)}, proc.stderr
+    assert written == []
+    assert sorted(p.name for p in scratch.iterdir()) == [
+        f"ok{abi}" for abi in range(1, got["kernel_abi"] + 1)
+    ]
+
+
 @pytest.mark.parametrize("machine", ["x86_64", "aarch64"])
 def test_seccomp_program_shape(machine: str) -> None:
     from rlm_graph.sandbox import _confine
