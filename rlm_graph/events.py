@@ -113,6 +113,20 @@ class RunEndEvent(BaseEvent):
     seconds: float
 
 
+EVENT_TYPES: dict[str, type[BaseEvent]] = {
+    "run_start": RunStartEvent,
+    "iteration_start": BaseEvent,
+    "model_reply": ModelReplyEvent,
+    "code": CodeEvent,
+    "observation": ObservationEvent,
+    "subcall_start": SubcallStartEvent,
+    "subcall_end": SubcallEndEvent,
+    "final": FinalEvent,
+    "run_end": RunEndEvent,
+}
+"""The TypedDict of each event name (its keys are exactly the keys of the emitted dict)."""
+
+
 def preview(text: str, limit: int = PREVIEW_CHARS) -> str:
     """``text`` cut to ``limit`` characters with an ellipsis."""
     return text if len(text) <= limit else text[: limit - 1] + "…"

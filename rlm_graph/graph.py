@@ -385,18 +385,12 @@ def _think_ends(run: Run, state: State, reply: BaseMessage, usage: Usage) -> dic
     return update
 
 
+_RESULT_FIELDS = tuple(k for k in BlockResult.__annotations__ if k != "index")
+
+
 def _observed(run: Run, results: list[BlockResult], index: int, r: Any) -> bool:
     """Record one block's result; True when it called final_answer() (later blocks are skipped)."""
-    result = BlockResult(
-        index=index,
-        output=r.output,
-        output_chars=r.output_chars,
-        error=r.error,
-        final_answer=r.final_answer,
-        timed_out=r.timed_out,
-        restarted=r.restarted,
-        seconds=r.seconds,
-    )
+    result = BlockResult(index=index, **{k: getattr(r, k) for k in _RESULT_FIELDS})  # type: ignore[typeddict-item]
     results.append(result)
     run.emit("observation", **{k: v for k, v in result.items() if k != "final_answer"})
     return r.final_answer is not None

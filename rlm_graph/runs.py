@@ -8,11 +8,12 @@ root run's id (``config["configurable"]["rlm_root"]`` in descendants).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.language_models import BaseChatModel
@@ -55,35 +56,40 @@ def message_text(message: BaseMessage) -> str:
     return "".join(parts)
 
 
+@contextlib.contextmanager
+def _slot(budget: Budget) -> Iterator[None]:
+    """Hold one reserved call slot; give it back if the call fails (nothing was spent)."""
+    budget.reserve()
+    try:
+        yield
+    except BaseException:
+        budget.release()
+        raise
+
+
+def _recorded(budget: Budget, reply: BaseMessage) -> tuple[BaseMessage, Usage]:
+    usage = usage_of(reply)
+    budget.record(usage)
+    return reply, usage
+
+
 def call_model(budget: Budget, model: BaseChatModel, messages: Any) -> tuple[BaseMessage, Usage]:
     """One budgeted model call: reserve a slot, call, record usage (release the slot on error).
 
     Raises :class:`BudgetExhausted` before calling when the tree's budget is spent.
     """
-    budget.reserve()
-    try:
+    with _slot(budget):
         reply = model.invoke(messages)
-    except BaseException:
-        budget.release()
-        raise
-    usage = usage_of(reply)
-    budget.record(usage)
-    return reply, usage
+    return _recorded(budget, reply)
 
 
 async def acall_model(
     budget: Budget, model: BaseChatModel, messages: Any
 ) -> tuple[BaseMessage, Usage]:
     """:func:`call_model` for async runs (cancellation releases the slot)."""
-    budget.reserve()
-    try:
+    with _slot(budget):
         reply = await model.ainvoke(messages)
-    except BaseException:
-        budget.release()
-        raise
-    usage = usage_of(reply)
-    budget.record(usage)
-    return reply, usage
+    return _recorded(budget, reply)
 
 
 @dataclasses.dataclass

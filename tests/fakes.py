@@ -192,6 +192,14 @@ class FakeChatModel(BaseChatModel):
                     self._tokens[key] += usage[key]  # type: ignore[literal-required]
         return reply, usage
 
+    def _result(self, messages: list[BaseMessage]) -> ChatResult:
+        try:
+            reply, usage = self._reply(messages)
+        finally:
+            self._end()
+        message = AIMessage(content=reply, usage_metadata=usage)
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -200,14 +208,9 @@ class FakeChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         self._begin(messages)
-        try:
-            if self.latency:
-                time.sleep(self.latency)
-            reply, usage = self._reply(messages)
-        finally:
-            self._end()
-        message = AIMessage(content=reply, usage_metadata=usage)
-        return ChatResult(generations=[ChatGeneration(message=message)])
+        if self.latency:
+            time.sleep(self.latency)
+        return self._result(messages)
 
     async def _agenerate(
         self,
@@ -217,14 +220,9 @@ class FakeChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         self._begin(messages)
-        try:
-            if self.latency:
-                await asyncio.sleep(self.latency)
-            reply, usage = self._reply(messages)
-        finally:
-            self._end()
-        message = AIMessage(content=reply, usage_metadata=usage)
-        return ChatResult(generations=[ChatGeneration(message=message)])
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        return self._result(messages)
 
     def _stream(
         self,
