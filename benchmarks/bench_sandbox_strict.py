@@ -123,7 +123,7 @@ def main() -> None:
     starts = start_ms(args.repeat)
     print(f"sandbox start to first block, process:      {starts['process']:8.1f} ms")
     diff = starts["strict"] - starts["process"]
-    print(f"sandbox start to first block, strict:       {starts['strict']:8.1f} ms  (+{diff:.1f})")
+    print(f"sandbox start to first block, strict:       {starts['strict']:8.1f} ms  ({diff:+.1f})")
     blocks = per_block_ms(args.blocks)
     print(f"per block, process:                         {blocks['process']:8.3f} ms")
     print(f"per block, strict:                          {blocks['strict']:8.3f} ms")
