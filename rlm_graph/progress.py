@@ -383,5 +383,8 @@ class LiveTree(Progress):
             parts.append("[green]final answer[/green]")
         if it.usage:
             parts.append(f"[dim]{_tokens(it.usage)} tok[/dim]")
-        parts.append(f"[dim]@{it.t:.1f}s[/dim]")
+        busy = float(it.model_seconds or 0) + sum(
+            float(b.get("seconds") or 0) for b in it.blocks.values()
+        )
+        parts.append(f"[dim]{busy:.1f}s @{it.t:.1f}s[/dim]")
         return " ".join(parts)
