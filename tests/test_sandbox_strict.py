@@ -507,6 +507,36 @@ def test_confine_layer_alone_denies_writes_tcp_and_namespaces(tmp_path: Path) ->
         assert "seccomp" in status["errors"]
 
 
+def test_confine_reports_threads_and_syncs_seccomp_to_them(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        f"""
+        import ctypes, json, sys, threading
+        sys.path.insert(0, {str(SANDBOX_DIR)!r})
+        import _confine
+        go, out = threading.Event(), {{}}
+        def other():
+            go.wait()
+            libc = ctypes.CDLL(None, use_errno=True)
+            out["rc"] = libc.unshare(0x10000000)
+            out["errno"] = ctypes.get_errno()
+        t = threading.Thread(target=other)
+        t.start()
+        status = _confine.apply({str(tmp_path)!r})
+        go.set(); t.join()
+        print(json.dumps({{"status": status, **out}}))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["status"]["threads"] == 2
+    if got["status"]["seccomp"]:
+        # Applied from the main thread, enforced in the thread that already existed.
+        assert [got["rc"], got["errno"]] == [-1, 1]
+    else:
+        assert "seccomp" in got["status"]["errors"]
+
+
 def test_landlock_rulesets_of_every_abi_up_to_the_kernels(tmp_path: Path) -> None:
     """Older kernels get rulesets masked to their ABI; each must still confine writes."""
     scratch = tmp_path / "scratch"

@@ -347,10 +347,14 @@ def _apply_seccomp(libc: _Libc) -> None:
     arch = ARCHES[platform.machine()]
     try:
         # TSYNC puts every thread of the process under the filter, not only the caller.
-        libc.syscall(
+        failed_tid = libc.syscall(
             arch["seccomp"], SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, ctypes.byref(fprog)
         )
     except OSError as exc:
         if exc.errno not in (errno.ENOSYS, errno.EINVAL):
             raise
         libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog))
+        return
+    if failed_tid:
+        # Nothing was installed: another thread already runs under an incompatible filter.
+        raise OSError(errno.EBUSY, f"thread {failed_tid} could not be synchronised (TSYNC)")
