@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any, Literal, NoReturn
 
-from rlm_graph.progress import LiveTree, PlainProgress, Progress, TraceBuilder
+from rlm_graph.progress import TraceBuilder, choose_progress, stream_with_progress
 
 __all__ = ["UsageError", "main"]
 
@@ -152,30 +152,6 @@ def _check_args(args: argparse.Namespace) -> None:
             raise UsageError(str(exc)) from exc
 
 
-def _make_progress(args: argparse.Namespace, builder: TraceBuilder) -> Progress:
-    if args.quiet:
-        return Progress(builder)
-    if sys.stdout.isatty() and sys.stderr.isatty():
-        return LiveTree(builder)
-    return PlainProgress(builder, sys.stderr)
-
-
-def _stream(
-    graph: Any, payload: dict[str, Any], builder: TraceBuilder, progress: Progress
-) -> dict[str, Any]:
-    """Run the graph, feeding custom events (from every depth) to the builder and progress."""
-    result: dict[str, Any] = {}
-    for namespace, mode, chunk in graph.stream(
-        payload, stream_mode=["custom", "values"], subgraphs=True
-    ):
-        if mode == "custom" and isinstance(chunk, dict):
-            builder.add(chunk)
-            progress.on_event(chunk)
-        elif mode == "values" and not namespace and isinstance(chunk, dict):
-            result = chunk
-    return result
-
-
 def _write_trace(
     path: str,
     builder: TraceBuilder,
@@ -238,8 +214,8 @@ def _run(args: argparse.Namespace) -> int:
     error: str | None = None
     started = time.monotonic()
     try:
-        with _make_progress(args, builder) as progress:
-            result = _stream(graph, payload, builder, progress)
+        with choose_progress(builder, quiet=args.quiet) as progress:
+            result = stream_with_progress(graph, payload, builder, progress)
     except InputError as exc:
         error = f"{type(exc).__name__}: {exc}"
         raise UsageError(str(exc)) from exc

@@ -22,7 +22,9 @@ __all__ = [
     "PlainProgress",
     "Progress",
     "TraceBuilder",
+    "choose_progress",
     "shorten",
+    "stream_with_progress",
 ]
 
 
@@ -388,3 +390,36 @@ class LiveTree(Progress):
         )
         parts.append(f"[dim]{busy:.1f}s @{it.t:.1f}s[/dim]")
         return " ".join(parts)
+
+
+def choose_progress(builder: TraceBuilder, *, quiet: bool = False) -> Progress:
+    """Nothing when ``quiet``; the live tree on a terminal; else plain lines on stderr.
+
+    The live tree needs both streams on a terminal: it draws on stderr, and when stdout is piped
+    the caller's output is being captured, so plain lines suit the log it is going to.
+    """
+    if quiet:
+        return Progress(builder)
+    if sys.stdout.isatty() and sys.stderr.isatty():
+        return LiveTree(builder)
+    return PlainProgress(builder, sys.stderr)
+
+
+def stream_with_progress(
+    graph: Any, payload: Mapping[str, Any], builder: TraceBuilder, progress: Progress, **kwargs: Any
+) -> dict[str, Any]:
+    """Run ``graph`` on ``payload``, feeding custom events of every depth to ``builder`` and
+    ``progress``; return the root run's final values (``{}`` if it produced none).
+
+    ``kwargs`` go to ``graph.stream`` (e.g. ``config`` or ``context``).
+    """
+    result: dict[str, Any] = {}
+    for namespace, mode, chunk in graph.stream(
+        dict(payload), stream_mode=["custom", "values"], subgraphs=True, **kwargs
+    ):
+        if mode == "custom" and isinstance(chunk, dict):
+            builder.add(chunk)
+            progress.on_event(chunk)
+        elif mode == "values" and not namespace and isinstance(chunk, dict):
+            result = chunk
+    return result
