@@ -29,6 +29,7 @@ __all__ = [
     "LocalServerError",
     "LocalSettings",
     "get_server",
+    "server_pids",
     "shutdown_server",
 ]
 
@@ -65,14 +66,14 @@ class LocalSettings:
     """Settings of the local server and client; each has an environment variable.
 
     Defaults suit a 2-core machine: 8192 tokens of context (the compact root prompt plus a few
-    observations fit), 2 threads, 512 output tokens per call.
+    observations fit), 2 threads, 256 output tokens per call (a Thought and a short code block fit).
     """
 
     ctx: int = 8192
     """Context window in tokens (``RLM_LOCAL_CTX``)."""
     threads: int = 2
     """CPU threads for generation and prompt processing (``RLM_LOCAL_THREADS``)."""
-    max_tokens: int = 512
+    max_tokens: int = 256
     """Output-token cap per call, enforced by the server (``RLM_LOCAL_MAX_TOKENS``)."""
     parallel: int = 1
     """Concurrent sequences the server decodes; each gets ctx/parallel (``RLM_LOCAL_PARALLEL``)."""
@@ -190,6 +191,7 @@ class LocalServer:
                 self.url = url
                 return
             time.sleep(0.2)
+        self.workdir = None  # keep the log the error points at
         self._stop_locked()
         raise LocalServerError(
             f"local model server not ready after {s.start_timeout:.0f} s; last lines of "
@@ -232,6 +234,13 @@ def get_server(model_path: Path, settings: LocalSettings | None = None) -> Local
         if server is None:
             server = _servers[key] = LocalServer(Path(model_path), settings)
         return server
+
+
+def server_pids() -> list[int]:
+    """Process ids of the local servers this process is running (for tests and diagnostics)."""
+    with _servers_lock:
+        servers = list(_servers.values())
+    return [pid for s in servers if s.running() and (pid := s.pid) is not None]
 
 
 def shutdown_server() -> None:

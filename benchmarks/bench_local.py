@@ -1,0 +1,177 @@
+"""Local model benchmark: RLM vs the bare model on the demo task family.
+
+    uv run --no-sync python benchmarks/bench_local.py --instances 20 --max-seconds 2400
+
+For each seed, the demo task (a generated server log, ~500k chars, and a counting question) is
+answered twice by the packaged Qwen2.5-Coder-1.5B on the local llama.cpp server:
+
+* **RLM**: the full graph; per iteration we record the model call's wall time and its prompt
+  size (input tokens as reported by the server);
+* **bare**: one call with the log truncated to what fits the model's window.
+
+Results are appended to a JSON file after every instance, so a wall-clock cap (or a kill)
+still leaves the instances that finished. The summary prints medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rlm_graph import build_graph
+from rlm_graph.demo import answer_matches, make_task
+from rlm_graph.local.server import LocalSettings
+from rlm_graph.models import resolve_model
+
+# Share of the window given to the bare model's log excerpt; Qwen's tokenizer splits digits
+# one per token, so this log is ~2.7 chars per token.
+CHARS_PER_TOKEN = 2.7
+
+
+def run_rlm(task: Any, max_iterations: int) -> dict[str, Any]:
+    graph = build_graph(model="local", max_depth=1, max_iterations=max_iterations)
+    calls: list[dict[str, Any]] = []
+    result: dict[str, Any] = {}
+    started = time.monotonic()
+    ns: Any
+    mode: Any
+    chunk: Any
+    for ns, mode, chunk in graph.stream(
+        {"query": task.question, "context": task.context},
+        stream_mode=["custom", "values"],
+        subgraphs=True,
+    ):
+        if mode == "custom" and chunk.get("event") == "model_reply":
+            usage = chunk.get("usage") or {}
+            calls.append(
+                {
+                    "depth": chunk.get("depth"),
+                    "iteration": chunk.get("iteration"),
+                    "seconds": chunk.get("seconds"),
+                    "input_tokens": usage.get("input_tokens"),
+                    "output_tokens": usage.get("output_tokens"),
+                    "n_code_blocks": chunk.get("n_code_blocks"),
+                }
+            )
+        elif mode == "values" and not ns:
+            result = chunk
+    answer = str(result.get("answer", ""))
+    return {
+        "answer": answer,
+        "match": answer_matches(answer, task.expected),
+        "iterations": result.get("iterations"),
+        "stopped_reason": result.get("stopped_reason"),
+        "usage": result.get("usage"),
+        "seconds": time.monotonic() - started,
+        "calls": calls,
+    }
+
+
+def run_bare(task: Any, settings: LocalSettings) -> dict[str, Any]:
+    model = resolve_model("local")
+    budget_tokens = settings.ctx - settings.max_tokens - 200
+    excerpt = task.context[: int(budget_tokens * CHARS_PER_TOKEN)]
+    excerpt = excerpt[: excerpt.rfind("\n") + 1]
+    prompt = (
+        f"Here is a server log:\n\n{excerpt}\n"
+        f"Question: {task.question.split('?')[0]}? Reply with the number only."
+    )
+    started = time.monotonic()
+    reply = model.invoke(prompt)
+    answer = str(reply.content)
+    usage: dict[str, Any] = dict(reply.usage_metadata or {})
+    return {
+        "answer": answer,
+        "match": answer_matches(answer, task.expected),
+        "seconds": time.monotonic() - started,
+        "input_tokens": usage.get("input_tokens"),
+        "excerpt_chars": len(excerpt),
+    }
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    root_calls = [c for r in rows for c in r["rlm"]["calls"] if c["depth"] == 0]
+    by_iter: dict[int, list[float]] = {}
+    for c in root_calls:
+        if c["input_tokens"] is not None:
+            by_iter.setdefault(int(c["iteration"]), []).append(float(c["input_tokens"]))
+    return {
+        "instances": len(rows),
+        "rlm_accuracy": sum(r["rlm"]["match"] for r in rows) / len(rows) if rows else None,
+        "bare_accuracy": sum(r["bare"]["match"] for r in rows) / len(rows) if rows else None,
+        "median_seconds_per_model_call": _median(
+            [float(c["seconds"]) for c in root_calls if c["seconds"] is not None]
+        ),
+        "median_prompt_tokens_per_call": _median(
+            [float(c["input_tokens"]) for c in root_calls if c["input_tokens"] is not None]
+        ),
+        "max_prompt_tokens_per_call": max(
+            (c["input_tokens"] for c in root_calls if c["input_tokens"] is not None), default=None
+        ),
+        "median_prompt_tokens_by_iteration": {k: _median(v) for k, v in sorted(by_iter.items())},
+        "median_rlm_iterations": _median([float(r["rlm"]["iterations"] or 0) for r in rows]),
+        "median_rlm_seconds": _median([float(r["rlm"]["seconds"]) for r in rows]),
+        "median_bare_seconds": _median([float(r["bare"]["seconds"]) for r in rows]),
+        "bare_excerpt_chars": rows[0]["bare"]["excerpt_chars"] if rows else None,
+        "bare_prompt_tokens": rows[0]["bare"]["input_tokens"] if rows else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--instances", type=int, default=20)
+    p.add_argument("--first-seed", type=int, default=1)
+    p.add_argument("--chars", type=int, default=500_000)
+    p.add_argument("--max-iterations", type=int, default=4)
+    p.add_argument("--max-seconds", type=float, default=2400.0, help="wall-clock cap")
+    p.add_argument("--out", default="benchmarks/results/bench_local.json")
+    args = p.parse_args(argv)
+
+    settings = LocalSettings.from_env()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "command": " ".join(["python", *sys.argv]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+        "python": platform.python_version(),
+        "settings": settings.__dict__,
+        "chars": args.chars,
+        "max_iterations": args.max_iterations,
+    }
+    deadline = time.monotonic() + args.max_seconds
+    rows: list[dict[str, Any]] = []
+    for seed in range(args.first_seed, args.first_seed + args.instances):
+        if time.monotonic() > deadline:
+            print(f"wall-clock cap reached after {len(rows)} instances", file=sys.stderr)
+            break
+        task = make_task(seed=seed, chars=args.chars)
+        bare = run_bare(task, settings)
+        rlm = run_rlm(task, args.max_iterations)
+        rows.append({"seed": seed, "expected": task.expected, "rlm": rlm, "bare": bare})
+        print(
+            f"seed {seed}: expected {task.expected}; RLM {'ok' if rlm['match'] else 'wrong'} "
+            f"({rlm['iterations']} it, {rlm['seconds']:.0f} s); bare "
+            f"{'ok' if bare['match'] else 'wrong'} ({bare['answer'][:30]!r})",
+            file=sys.stderr,
+            flush=True,
+        )
+        out.write_text(json.dumps({**meta, "summary": summarize(rows), "rows": rows}, indent=1))
+    summary = summarize(rows)
+    out.write_text(json.dumps({**meta, "summary": summary, "rows": rows}, indent=1))
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""The real offline model through the real graph (tier ``local_model``; slow on 2 cores).
+
+Each scenario runs in a fresh Python process so that "the server stops when the process exits"
+is tested for real. The model's accuracy is not asserted, only the mechanics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rlm_graph.local import local_extra_installed
+
+pytestmark = [
+    pytest.mark.local_model,
+    pytest.mark.timeout(1200),
+    pytest.mark.skipif(
+        not local_extra_installed(),
+        reason="the local extra is not installed (uv sync --extra local)",
+    ),
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from rlm_graph import build_graph
+    from rlm_graph.local.server import server_pids
+
+    spec = json.loads(sys.argv[1])
+    graph = build_graph(model="local", max_depth=spec["max_depth"],
+                        max_iterations=spec["max_iterations"])
+    if spec["task"] == "demo":
+        from rlm_graph.demo import make_task
+        task = make_task(seed=3, chars=spec["chars"])
+        query, context = task.question, task.context
+    else:
+        from rlm_graph.demo import make_task
+        context = make_task(seed=5, chars=spec["chars"]).context
+        query = spec["query"]
+    events = []
+    result = {}
+    for ns, mode, chunk in graph.stream({"query": query, "context": context},
+                                        stream_mode=["custom", "values"], subgraphs=True):
+        if mode == "custom":
+            events.append({k: chunk.get(k) for k in ("event", "depth", "kind", "error")})
+        elif mode == "values" and not ns:
+            result = chunk
+    print(json.dumps({
+        "answer": result.get("answer"),
+        "usage": result.get("usage"),
+        "iterations": result.get("iterations"),
+        "stopped_reason": result.get("stopped_reason"),
+        "context_chars": len(context),
+        "events": events,
+        "server_pids": server_pids(),
+    }))
+    """
+)
+
+
+def _run(spec: dict[str, Any]) -> dict[str, Any]:
+    env = {**os.environ, "RLM_LOCAL_THREADS": os.environ.get("RLM_LOCAL_THREADS", "2")}
+    proc = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, json.dumps(spec)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1100,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # A zombie still answers kill(0); it is no longer a server.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")
+
+
+def _wait_gone(pids: list[int]) -> list[int]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(_gone(p) for p in pids):
+        time.sleep(0.2)
+    return [p for p in pids if not _gone(p)]
+
+
+def test_end_to_end_long_input_and_server_stops_at_exit() -> None:
+    # ~120k chars of log ≈ 40k tokens: several times the 8k-token window.
+    out = _run({"task": "demo", "chars": 120_000, "max_depth": 1, "max_iterations": 3})
+    assert out["context_chars"] >= 120_000
+    assert isinstance(out["answer"], str) and out["answer"].strip()
+    assert out["iterations"] >= 1
+    kinds = [e["event"] for e in out["events"]]
+    assert "code" in kinds and "observation" in kinds, kinds
+    usage = out["usage"]
+    assert usage["llm_calls"] >= 1
+    assert usage["input_tokens"] > 0 and usage["output_tokens"] > 0
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+    assert len(out["server_pids"]) == 1  # one shared server, alive during the run
+    assert _wait_gone(out["server_pids"]) == []
+
+
+def test_recursion_with_the_real_model() -> None:
+    query = (
+        "First run exactly this code:\n"
+        "```python\n"
+        "print(rlm_query('Which service names appear in this log excerpt?', context[:1500]))\n"
+        "```\n"
+        "Then give the Final Answer: the service names it printed."
+    )
+    out = _run(
+        {"task": "query", "query": query, "chars": 5_000, "max_depth": 1, "max_iterations": 2}
+    )
+    events = out["events"]
+    starts = [e for e in events if e["event"] == "subcall_start" and e["kind"] == "rlm"]
+    assert starts, [e["event"] for e in events]
+    child_runs = [e for e in events if e["event"] == "run_start" and e["depth"] == 1]
+    assert child_runs, "rlm_query did not start a child run at depth 1"
+    assert any(e["event"] == "subcall_end" and e["kind"] == "rlm" for e in events)
+    assert out["answer"].strip()
+    # Usage counts the child's calls too: the root made at least one, the child at least one.
+    assert out["usage"]["llm_calls"] >= 2
+    assert _wait_gone(out["server_pids"]) == []
+
+
+def test_demo_command_exits_zero() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rlm_graph",
+            "demo",
+            "--chars",
+            "60000",
+            "--max-iterations",
+            "3",
+            "--model",
+            "local",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1100,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Expected:" in proc.stdout
+    assert "Match:" in proc.stdout
+    assert "Answer:" in proc.stdout
