@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import io
 import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,19 @@ def test_the_two_commands() -> None:
     assert "--all-extras" in test  # every tier, including local_model, runs
     # CI runs the README's test command verbatim.
     assert re.search(rf"^\s*{re.escape(test)} \|\| rc=\$\?$", (ROOT / ".ci/run").read_text(), re.M)
+
+
+def test_main_command_entry_point_runs() -> None:
+    """The quick start's `rlm-graph demo` reaches the demo through the installed script.
+
+    The demo itself, on the real local model, runs in tests/test_local_model.py (local_model tier).
+    """
+    script = Path(sys.executable).parent / "rlm-graph"
+    proc = subprocess.run(
+        [str(script), "demo", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: rlm-graph demo")
 
 
 def test_mermaid_picture_is_in_sync() -> None:
