@@ -193,6 +193,10 @@ def build_graph(
         ctx = settings(runtime)
         validate_context(ctx)
         models.root(ctx), models.sub(ctx)  # provider/key errors surface now, before any call
+        if ctx.sandbox == "strict":
+            from rlm_graph.sandbox.strict import check_available
+
+            check_available()  # one-line SandboxError now rather than after the first model call
         conf = config.get("configurable") or {}
         run = _open_run(conf.get("rlm_run_id") or new_id(), config, ctx)
         run.writer = runtime.stream_writer

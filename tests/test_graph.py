@@ -406,6 +406,19 @@ def test_provider_spec_errors_before_any_call(monkeypatch: pytest.MonkeyPatch) -
     assert model.calls == 0
 
 
+def test_strict_sandbox_unavailable_fails_before_any_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rlm_graph.sandbox import SandboxError, strict
+
+    def unavailable() -> None:
+        raise SandboxError("strict sandbox unavailable: test says no")
+
+    monkeypatch.setattr(strict, "check_available", unavailable)
+    model = instant_model()
+    with pytest.raises(SandboxError, match="test says no"):
+        build_graph(model=model).invoke({"query": "q"}, context={"sandbox": "strict"})
+    assert model.calls == 0
+
+
 def test_per_run_context_overrides_build_defaults() -> None:
     model = FakeChatModel(
         respond=lambda m: final("forced") if "used all" in last_text(m) else code("print(1)")
