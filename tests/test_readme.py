@@ -110,6 +110,18 @@ def test_every_environment_variable_is_documented() -> None:
     assert "GROQ_API_KEY=" in env_example and "RLM_MODEL=" in env_example
 
 
+def test_local_model_defaults_match_the_code() -> None:
+    from rlm_graph.local.server import LocalSettings
+
+    defaults = LocalSettings()
+    for name in ("ctx", "threads", "max_tokens", "parallel"):
+        row = re.search(rf"^\| `RLM_LOCAL_{name.upper()}` \|.*$", readme(), re.M)
+        assert row, f"RLM_LOCAL_{name.upper()} has no row"
+        assert f"({getattr(defaults, name)})" in row.group(0), row.group(0)
+    row = re.search(r"^\| `RLM_LOCAL_TIMEOUT`.*$", readme(), re.M)
+    assert row and f"({defaults.timeout:g}, {defaults.start_timeout:g})" in row.group(0)
+
+
 def test_links_point_at_files() -> None:
     for target in re.findall(r"\]\(([^)#:]+)\)", readme()):
         assert (ROOT / target).exists(), f"README links to missing {target}"
