@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import mmap
 import os
 import resource
 import signal
@@ -23,6 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
+import _frames  # noqa: E402
 import _repl  # noqa: E402
 
 # Imported here so that every worker gets them for free, already initialised, copy-on-write.
@@ -37,17 +37,75 @@ PROTOCOL_FD = 3
 CONTROL_MAX = 1 << 16
 
 
-def load_payload(path: str, kind: str) -> Any:
-    """Read ``context`` from the payload file written by the host."""
-    if kind == "str":
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size == 0:
-                return ""
-            with mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as mm:
-                return str(mm, "utf-8")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+# kind -> (bytes per char, max char for PyUnicode_New, codec); must match the host's payload.py.
+STR_KINDS = {
+    "ascii": (1, 127, "ascii"),
+    "latin1": (1, 255, "latin-1"),
+    "ucs2": (2, 0xFFFF, "utf-16-le"),
+    "ucs4": (4, 0x10FFFF, "utf-32-le"),
+}
+
+
+def receive_payload(sock: socket.socket) -> tuple[Any, int]:
+    """Read ``context`` from the host's payload stream; returns it and its size in bytes."""
+    header = _frames.read_frame(sock, 1 << 16)
+    if header is None:
+        raise EOFError("the host sent no payload")
+    kind = header["kind"]
+    if kind in STR_KINDS:
+        width, maxchar, codec = STR_KINDS[kind]
+        chars, nbytes = int(header["chars"]), int(header["nbytes"])
+        if chars == 0:
+            return "", 0
+        text, view = _empty_str(chars, width, maxchar)
+        if text is None:
+            buf = bytearray(nbytes)
+            _recv_exact(sock, memoryview(buf))
+            return buf.decode(codec, "surrogatepass"), nbytes
+        _recv_exact(sock, view)
+        return text, nbytes
+    chunks = []
+    while True:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    data = b"".join(chunks)
+    del chunks
+    if kind == "utf8":
+        return data.decode("utf-8", "replace"), len(data)
+    return json.loads(data.decode("utf-8", "surrogatepass")), len(data)
+
+
+def _empty_str(chars: int, width: int, maxchar: int) -> tuple[str | None, memoryview]:
+    """A new, unshared ``str`` of ``chars`` characters and a writable view of its storage.
+
+    The bytes are received straight into it (as C code filling ``PyUnicode_New`` would), so the
+    payload is never held twice. Returns ``(None, ...)`` where that is not possible.
+    """
+    try:
+        import ctypes
+
+        new = ctypes.pythonapi.PyUnicode_New
+        new.restype = ctypes.py_object
+        new.argtypes = [ctypes.c_ssize_t, ctypes.c_uint32]
+        text = new(chars, maxchar)
+        header = sys.getsizeof(text) - (chars + 1) * width
+        if type(text) is not str or len(text) != chars or header <= 0:
+            return None, memoryview(b"")
+        raw = (ctypes.c_char * (chars * width)).from_address(id(text) + header)
+        return text, memoryview(raw).cast("B")
+    except Exception:
+        return None, memoryview(b"")
+
+
+def _recv_exact(sock: socket.socket, view: memoryview) -> None:
+    got = 0
+    while got < len(view):
+        n = sock.recv_into(view[got:])
+        if n == 0:
+            raise EOFError(f"payload stream ended after {got} of {len(view)} bytes")
+        got += n
 
 
 def _set_arena_max() -> None:
@@ -111,9 +169,9 @@ class Zygote:
         self.workers.discard(pid)
         return self.statuses.pop(pid, None)
 
-    def serve(self, context: Any) -> None:
+    def serve(self, context: Any, payload_bytes: int) -> None:
         signal.signal(signal.SIGCHLD, lambda *_: self.reap())
-        self.send({"op": "ready", "vm_size": vm_size_bytes()})
+        self.send({"op": "ready", "vm_size": vm_size_bytes(), "payload_bytes": payload_bytes})
         while True:
             try:
                 data, fds, _flags, _addr = socket.recv_fds(self.ctl, CONTROL_MAX, 4)
@@ -278,8 +336,7 @@ def _set_limits(msg: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="_worker.py")
     parser.add_argument("--ctl-fd", type=int, required=True)
-    parser.add_argument("--payload", required=True)
-    parser.add_argument("--kind", choices=("str", "json"), required=True)
+    parser.add_argument("--payload-fd", type=int, required=True)
     parser.add_argument("--scratch", required=True)
     parser.add_argument("--strict", action="store_true")
     args = parser.parse_args(argv)
@@ -294,8 +351,9 @@ def main(argv: list[str] | None = None) -> None:
         except ImportError:
             pass
     zygote = Zygote(args)
-    context = load_payload(args.payload, args.kind)
-    zygote.serve(context)
+    with socket.socket(fileno=args.payload_fd) as payload_sock:
+        context, size = receive_payload(payload_sock)
+    zygote.serve(context, size)
 
 
 if __name__ == "__main__":

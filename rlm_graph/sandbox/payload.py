@@ -1,41 +1,89 @@
-"""Write the run's payload to a file the zygote loads once."""
+"""Stream the run's payload to the zygote over a socket, in the layout its ``str`` will have.
+
+A ``str`` is sent as CPython stores it (1, 2 or 4 bytes per character, known from its size), so
+the zygote can create an empty ``str`` of the right kind and receive the bytes straight into it:
+no decoding, no file, no second copy on either side. Measured faster than a file + ``mmap``
+decode here because fresh pages are expensive on this kind of VM and the file costs a second set.
+JSON-like values are streamed as JSON text.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-from typing import Any, Literal
+import socket
+import sys
+from typing import Any
 
+from . import _frames
 from .errors import PayloadError
 
 ACCEPTED = "str, list, dict, int, float, bool, None (nested lists/dicts of these)"
-SLICE_CHARS = 8 << 20
+SLICE_CHARS = 4 << 20
 
-PayloadKind = Literal["str", "json"]
+# kind -> (bytes per char, codec giving exactly CPython's internal layout)
+STR_KINDS = {
+    "ascii": (1, "ascii"),
+    "latin1": (1, "latin-1"),
+    "ucs2": (2, "utf-16-le"),
+    "ucs4": (4, "utf-32-le"),
+}
+_ASCII_HEADER = sys.getsizeof("") - 1
+_COMPACT_HEADER = sys.getsizeof("\xe9") - 2
 
 
-def write_payload(value: Any, path: str) -> PayloadKind:
-    """Write ``value`` to ``path``; returns how the zygote must read it back.
-
-    A ``str`` is written as UTF-8 in slices so the host never holds a second full copy (lone
-    surrogates become ``?``); JSON-like
-    values are written as JSON. Anything else raises :class:`PayloadError`.
-    """
-    if isinstance(value, str):
-        with open(path, "wb") as f:
-            for start in range(0, len(value), SLICE_CHARS):
-                f.write(value[start : start + SLICE_CHARS].encode("utf-8", "replace"))
-        return "str"
-    if value is not None and not isinstance(value, (list, dict, int, float, bool)):
+def check_payload(value: Any) -> None:
+    """Refuse a top-level value of an unsupported type early (nested ones fail when sent)."""
+    if value is not None and not isinstance(value, (str, list, dict, int, float, bool)):
         raise PayloadError(_refusal(value))
+
+
+def str_kind(text: str) -> str:
+    """How CPython stores ``text``: ascii, latin1, ucs2 or ucs4; ``utf8`` when unsure."""
+    if type(text) is not str:
+        return "utf8"
+    if text.isascii():
+        return "ascii" if sys.getsizeof(text) == _ASCII_HEADER + len(text) + 1 else "utf8"
+    width, rest = divmod(sys.getsizeof(text) - _COMPACT_HEADER, len(text) + 1)
+    return {1: "latin1", 2: "ucs2", 4: "ucs4"}.get(width, "utf8") if rest == 0 else "utf8"
+
+
+def send_payload(value: Any, sock: socket.socket) -> None:
+    """Send a header frame, then the payload's bytes; the caller closes ``sock`` afterwards.
+
+    Raises :class:`PayloadError` for values that are not JSON-like (the zygote then sees a
+    truncated stream and fails; the caller discards it).
+    """
+    check_payload(value)
+    if isinstance(value, str):
+        kind = str_kind(value)
+        if kind in STR_KINDS:
+            width, codec = STR_KINDS[kind]
+            header = {"kind": kind, "chars": len(value), "nbytes": len(value) * width}
+            sock.sendall(_frames.encode(header))
+            for start in range(0, len(value), SLICE_CHARS):
+                piece = value[start : start + SLICE_CHARS]
+                sock.sendall(piece.encode(codec, "surrogatepass"))
+            return
+        sock.sendall(_frames.encode({"kind": "utf8"}))
+        for start in range(0, len(value), SLICE_CHARS):
+            sock.sendall(value[start : start + SLICE_CHARS].encode("utf-8", "replace"))
+        return
+    sock.sendall(_frames.encode({"kind": "json"}))
+    encoder = json.JSONEncoder(ensure_ascii=False, default=_reject)
+    batch: list[str] = []
+    size = 0
     try:
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(value, f, ensure_ascii=False, default=_reject)
+        for chunk in encoder.iterencode(value):
+            batch.append(chunk)
+            size += len(chunk)
+            if size >= 1 << 20:
+                sock.sendall("".join(batch).encode("utf-8", "surrogatepass"))
+                batch, size = [], 0
     except ValueError as exc:
         raise PayloadError(
-            f"payload cannot be stored as JSON ({exc}); accepted: {ACCEPTED}"
+            f"payload cannot be sent as JSON ({exc}); accepted: {ACCEPTED}"
         ) from None
-    return "json"
+    sock.sendall("".join(batch).encode("utf-8", "surrogatepass"))
 
 
 def _reject(value: Any) -> Any:
@@ -44,11 +92,3 @@ def _reject(value: Any) -> Any:
 
 def _refusal(value: Any) -> str:
     return f"unsupported payload type {type(value).__name__!r}; accepted types: {ACCEPTED}"
-
-
-def remove_quietly(path: str) -> None:
-    """Delete ``path`` if it exists."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

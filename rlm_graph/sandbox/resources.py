@@ -19,8 +19,8 @@ from typing import Any
 
 from .cgroup import PidsCgroup
 from .channel import WorkerHandle
-from .errors import SandboxError
-from .payload import remove_quietly, write_payload
+from .errors import PayloadError, SandboxError
+from .payload import check_payload, send_payload
 from .zygote import WORKER_SCRIPT, ZygoteDied, ZygoteProcess
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -62,45 +62,37 @@ class Resources:
 
     # -- zygote ---------------------------------------------------------------------------------
     def start_zygote(self, context: Any, *, memory_limit_mb: int | None, timeout: float) -> None:
-        """Write the payload, start the zygote and wait until it holds ``context``."""
+        """Start the zygote, stream it the payload and wait until it holds ``context``."""
         with self.lock:
             if self.closed:
                 raise SandboxError("the sandbox is closed")
+            check_payload(context)
             if self.scratch is None:
                 self.scratch = tempfile.mkdtemp(prefix="rlm-sandbox-")
-            payload = os.path.join(self.scratch, ".context.payload")
-            kind = write_payload(context, payload)
-            size = os.path.getsize(payload)
-            if memory_limit_mb is None:
-                self.address_space_bytes = 1024 * _MIB + 3 * size
-            else:
-                self.address_space_bytes = int(memory_limit_mb) * _MIB
             if self.cgroup is None:
                 # Room for the zygote, the worker and, in strict mode, bubblewrap's own processes.
                 self.cgroup = PidsCgroup.create(self.max_processes + 4)
-            self.nproc = (
-                None if self.cgroup or os.geteuid() == 0 else _nproc_limit(self.max_processes)
-            )
+            if self.cgroup is None and os.geteuid() != 0:
+                self.nproc = _nproc_limit(self.max_processes)
             scratch = self.scratch
 
-            def argv_for(fd: int) -> list[str]:
+            def argv_for(ctl_fd: int, payload_fd: int) -> list[str]:
                 argv = [
-                    sys.executable, "-I", "-X", "utf8", WORKER_SCRIPT, "--ctl-fd", str(fd),
-                    "--payload", payload, "--kind", kind, "--scratch", scratch,
+                    sys.executable, "-I", "-X", "utf8", WORKER_SCRIPT, "--ctl-fd", str(ctl_fd),
+                    "--payload-fd", str(payload_fd), "--scratch", scratch,
                 ]  # fmt: skip
                 if self.mode == "strict":
-                    argv = _strict_wrap(argv, scratch=scratch, payload=payload, fd=fd)
+                    argv = _strict_wrap(argv, scratch=scratch, fds=[ctl_fd, payload_fd])
                 if self.cgroup is not None:
                     # The shell joins the cgroup before exec, so nothing escapes it, not even
                     # processes bubblewrap forks at once.
                     argv = [
                         "/bin/sh", "-c", 'echo $$ > "$0" && unset PWD && exec "$@"',
-                        self.cgroup.procs_file,
-                        *argv,
+                        self.cgroup.procs_file, *argv,
                     ]  # fmt: skip
                 return argv
 
-            zygote = ZygoteProcess.spawn(
+            zygote, data = ZygoteProcess.spawn(
                 argv_for,
                 env={"MALLOC_ARENA_MAX": "2"},
                 cwd=scratch,
@@ -108,10 +100,18 @@ class Resources:
             )
             self.zygote = zygote
             try:
-                zygote.wait_ready(timeout)
-            finally:
-                # The zygote holds `context` now; a zygote restart rewrites the file.
-                remove_quietly(payload)
+                with data:
+                    send_payload(context, data)
+            except PayloadError:
+                self.stop_zygote()
+                raise
+            except OSError:
+                pass  # the zygote died while loading: wait_ready reports why
+            zygote.wait_ready(timeout)
+            if memory_limit_mb is None:
+                self.address_space_bytes = 1024 * _MIB + 3 * zygote.payload_bytes
+            else:
+                self.address_space_bytes = int(memory_limit_mb) * _MIB
 
     def stop_zygote(self) -> None:
         """Kill the zygote and the current worker (used before restarting everything)."""
@@ -259,7 +259,7 @@ class Resources:
                     os.close(fd)
 
 
-def _strict_wrap(argv: list[str], *, scratch: str, payload: str, fd: int) -> list[str]:
+def _strict_wrap(argv: list[str], *, scratch: str, fds: list[int]) -> list[str]:
     try:
         from . import strict
     except ImportError as exc:
@@ -278,12 +278,11 @@ def _strict_wrap(argv: list[str], *, scratch: str, payload: str, fd: int) -> lis
         sys.exec_prefix,
         sys.base_exec_prefix,
         PACKAGE_DIR,
-        payload,
         *site.getsitepackages(),
         *(p for p in (sysconfig.get_paths().get(k) for k in ("stdlib", "platstdlib")) if p),
     }
     wrapped: list[str] = strict.wrap_command(
-        argv, scratch_dir=scratch, read_only_paths=sorted(read_only), pass_fds=[fd]
+        argv, scratch_dir=scratch, read_only_paths=sorted(read_only), pass_fds=fds
     )
     return wrapped
 

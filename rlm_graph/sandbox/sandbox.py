@@ -22,7 +22,7 @@ from .callbacks import CallbackRun, Handler, available_callbacks
 from .channel import WorkerHandle
 from .errors import PayloadError, SandboxError
 from .output import CappedOutput
-from .payload import ACCEPTED
+from .payload import check_payload
 from .resources import Resources, lost_variables_notice
 from .result import ExecResult
 from .zygote import ZygoteDied, describe_wait_status
@@ -48,7 +48,7 @@ class Sandbox:
         max_output_chars: output kept per block (head and tail); the true length is reported.
         max_concurrency: items of a batched callback running at once on the host.
         memory_limit_mb: address space a worker may add on top of what the loaded ``context``
-            takes; ``None`` sizes it from the payload (1 GiB + 3x the payload's UTF-8 size).
+            takes; ``None`` sizes it from the payload (1 GiB + 3x the payload's loaded size).
         max_processes: processes the sandbox may have at once (cgroup ``pids.max``, or
             RLIMIT_NPROC headroom for non-root users).
     """
@@ -80,10 +80,7 @@ class Sandbox:
     ) -> None:
         if mode not in ("process", "strict"):
             raise ValueError(f"mode must be 'process' or 'strict', not {mode!r}")
-        if context is not None and not isinstance(context, (str, list, dict, int, float, bool)):
-            raise PayloadError(
-                f"unsupported payload type {type(context).__name__!r}; accepted types: {ACCEPTED}"
-            )
+        check_payload(context)
         self.context = context
         self.query = str(query)
         self.handlers: dict[str, Handler] = dict(handlers or {})

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .errors import SandboxError
@@ -32,16 +33,27 @@ class ZygoteProcess:
         self.log_path = log_path
         self.lock = threading.Lock()
         self.vm_size = 0
+        self.payload_bytes = 0
 
     @classmethod
     def spawn(
-        cls, argv_for_fd: Any, *, env: dict[str, str], cwd: str, log_path: str
-    ) -> ZygoteProcess:
-        """Start the zygote; ``argv_for_fd(fd)`` builds its argv given the control fd number."""
+        cls,
+        argv_for_fds: Callable[[int, int], list[str]],
+        *,
+        env: dict[str, str],
+        cwd: str,
+        log_path: str,
+    ) -> tuple[ZygoteProcess, socket.socket]:
+        """Start the zygote; returns it and the host end of its payload socket.
+
+        ``argv_for_fds(control_fd, payload_fd)`` builds its argv. The caller streams the payload
+        into the returned socket, closes it, then calls :meth:`wait_ready`.
+        """
         host_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        data_host, data_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            fd = child_end.fileno()
-            argv = argv_for_fd(fd)
+            fds = (child_end.fileno(), data_child.fileno())
+            argv = argv_for_fds(*fds)
             with open(log_path, "wb") as log:
                 proc = subprocess.Popen(
                     argv,
@@ -50,16 +62,18 @@ class ZygoteProcess:
                     stderr=log,
                     env=env,
                     cwd=cwd,
-                    pass_fds=(fd,),
+                    pass_fds=fds,
                     start_new_session=True,
                     close_fds=True,
                 )
         except BaseException:
             host_end.close()
+            data_host.close()
             raise
         finally:
             child_end.close()
-        return cls(proc, host_end, log_path)
+            data_child.close()
+        return cls(proc, host_end, log_path), data_host
 
     def wait_ready(self, timeout: float) -> None:
         """Block until the zygote has loaded ``context``."""
@@ -67,6 +81,7 @@ class ZygoteProcess:
         if reply.get("op") != "ready":
             raise ZygoteDied(f"unexpected first message from the zygote: {reply!r}")
         self.vm_size = int(reply.get("vm_size", 0))
+        self.payload_bytes = int(reply.get("payload_bytes", 0))
 
     def request(self, msg: dict[str, Any], fds: tuple[int, ...] = (), timeout: float = 30.0) -> Any:
         """Send one command and return its reply; raises :class:`ZygoteDied` if it is gone."""
