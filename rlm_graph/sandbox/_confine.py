@@ -23,7 +23,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 import struct
 from typing import Any
 
@@ -304,7 +303,7 @@ def seccomp_program(machine: str | None = None) -> bytes:
 
     Raises ``ValueError`` for an architecture without a syscall table here.
     """
-    machine = machine or platform.machine()
+    machine = machine or os.uname().machine
     arch = ARCHES.get(machine)
     if arch is None:
         raise ValueError(f"no seccomp syscall table for architecture {machine!r}")
@@ -344,7 +343,7 @@ def _apply_seccomp(libc: _Libc) -> None:
     program = seccomp_program()
     buf = ctypes.create_string_buffer(program, len(program))
     fprog = _SockFprog(len=len(program) // 8, filter=ctypes.cast(buf, ctypes.c_void_p))
-    arch = ARCHES[platform.machine()]
+    arch = ARCHES[os.uname().machine]
     try:
         # TSYNC puts every thread of the process under the filter, not only the caller.
         failed_tid = libc.syscall(
