@@ -7,7 +7,8 @@ Figures (medians over ``--repeat`` runs, modes interleaved so that noise hits bo
 2. a bare interpreter ``python -I -c pass`` plain vs under :func:`wrap_command` (bubblewrap only);
 3. sandbox start: ``Sandbox(...)`` + ``start()`` + a first ``run("pass")``, process vs strict;
 4. per-block overhead: ``run("x = 1")`` on a started sandbox, process vs strict;
-5. the worker's own confinement, ``_confine.apply()`` in a fresh process (part of every fork).
+5. restart: a block that kills its worker, until the fresh worker is ready, process vs strict;
+6. the worker's own confinement, ``_confine.apply()`` in a fresh process (part of every fork).
 """
 
 from __future__ import annotations
@@ -85,6 +86,22 @@ def per_block_ms(blocks: int) -> dict[str, float]:
     return result
 
 
+def restart_ms(repeat: int) -> dict[str, float]:
+    """Median ms of a block that kills its worker (``os._exit``): includes the fresh fork."""
+    result = {}
+    for mode in ("process", "strict"):
+        with Sandbox("x" * 1000, mode=mode) as sb:  # type: ignore[arg-type]
+            sb.run("pass")
+            samples = []
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                res = sb.run("import os; os._exit(1)")
+                samples.append(time.perf_counter() - t0)
+                assert res.restarted, res
+            result[mode] = _median_ms(samples)
+    return result
+
+
 def confine_apply_ms(repeat: int) -> float:
     """Median ms of ``_confine.apply()`` alone, measured inside fresh processes."""
     code = (
@@ -127,6 +144,9 @@ def main() -> None:
     blocks = per_block_ms(args.blocks)
     print(f"per block, process:                         {blocks['process']:8.3f} ms")
     print(f"per block, strict:                          {blocks['strict']:8.3f} ms")
+    restarts = restart_ms(args.repeat)
+    print(f"worker death + fresh worker, process:       {restarts['process']:8.1f} ms")
+    print(f"worker death + fresh worker, strict:        {restarts['strict']:8.1f} ms")
     print(f"_confine.apply() (Landlock + seccomp):      {confine_apply_ms(args.repeat):8.3f} ms")
 
 
