@@ -23,8 +23,6 @@ import pytest
 
 from rlm_graph.context import Context
 
-pytestmark = pytest.mark.studio
-
 ROOT = Path(__file__).resolve().parent.parent
 RECURSIVE_MODEL = "tests.fakes:recursive_model"
 
@@ -145,6 +143,26 @@ def client(server: Server) -> Any:
     return get_sync_client(url=server.url, api_key=None)
 
 
+@pytest.mark.parametrize("local_installed", [False, True])
+def test_graph_module_loads_without_any_key(
+    monkeypatch: pytest.MonkeyPatch, local_installed: bool
+) -> None:
+    """Studio must be able to load the graph and list its schemas on a fresh machine."""
+    import runpy
+
+    import rlm_graph.local
+
+    for var in ("RLM_MODEL", "RLM_SUB_MODEL", "GROQ_API_KEY", "OPENAI_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(rlm_graph.local, "local_extra_installed", lambda: local_installed)
+    graph = runpy.run_path(str(ROOT / "graphs" / "rlm.py"))["graph"]
+    assert graph.name == "rlm"
+    assert graph.get_context_jsonschema()["properties"]["model"]["default"] == (
+        "local" if local_installed else None
+    )
+
+
+@pytest.mark.studio
 def test_assistant_and_schemas(client: Any) -> None:
     assistants = client.assistants.search(graph_id="rlm")
     assert assistants, "no assistant for graph 'rlm'"
@@ -162,6 +180,7 @@ def test_assistant_and_schemas(client: Any) -> None:
     assert {"answer", "usage", "iterations", "stopped_reason"} <= output
 
 
+@pytest.mark.studio
 def test_recursive_thread_streams_nested_events(client: Any) -> None:
     thread = client.threads.create()
     custom: list[tuple[str, dict[str, Any]]] = []
