@@ -19,12 +19,19 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    RemoveMessage,
+    SystemMessage,
+)
 from langchain_core.runnables import RunnableConfig
 from langgraph._internal._runnable import RunnableCallable
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import REMOVE_ALL_MESSAGES
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
@@ -171,9 +178,8 @@ def build_graph(
         model if isinstance(model, BaseChatModel) else None,
         sub_model if isinstance(sub_model, BaseChatModel) else None,
     )
-    compiled: list[
-        CompiledStateGraph[Any, Any, Any, Any]
-    ] = []  # the graph, once built: children run it again
+    # The compiled graph, once built: rlm_query runs it again as a child.
+    compiled: list[CompiledStateGraph[Any, Any, Any, Any]] = []
 
     def invoke_child(
         child_input: dict[str, Any], config: RunnableConfig, ctx: dict[str, Any]
@@ -200,9 +206,12 @@ def build_graph(
         conf = config.get("configurable") or {}
         run = _open_run(conf.get("rlm_run_id") or new_id(), config, ctx)
         run.writer = runtime.stream_writer
-        payload = query if payload is None else payload
-        if isinstance(payload, tuple):
-            payload = list(payload)  # the sandbox loads JSON-like values; a tuple reads the same
+        update: dict[str, Any] = {}
+        if payload is None or isinstance(payload, tuple):
+            # Seed behaviour: the query is the payload. A tuple is stored as the list it reads as.
+            # Otherwise "context" is not rewritten: a checkpointer would store it again.
+            payload = query if payload is None else list(payload)
+            update["context"] = payload
         run.emit(
             "run_start",
             query=preview(query),
@@ -218,9 +227,13 @@ def build_graph(
             remaining=run.budget.remaining(),
         )
         return {
+            **update,
             "run_id": run.info.run_id,
-            "context": payload,
-            "messages": [SystemMessage(system), HumanMessage(prompts.user_prompt(query, payload))],
+            "messages": [
+                RemoveMessage(id=REMOVE_ALL_MESSAGES),  # a thread's earlier run is not this one's
+                SystemMessage(system),
+                HumanMessage(prompts.user_prompt(query, payload)),
+            ],
             "iterations": 0,
             "usage": empty_usage(),
             "answer": "",

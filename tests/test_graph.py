@@ -511,6 +511,20 @@ def test_checkpointer_with_concurrent_children() -> None:
     assert state.values["answer"] == "aa|bb|cc"
 
 
+def test_second_run_on_a_thread_starts_fresh() -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    model = answer_model()
+    graph = build_graph(model=model, checkpointer=InMemorySaver())
+    config: Any = {"configurable": {"thread_id": "t3"}}
+    first = graph.invoke({"query": "q", "context": "abc"}, config)
+    assert first["answer"] == "3"
+    out = graph.invoke({"query": "q", "context": "abcdefg"}, config)
+    assert out["answer"] == "7"
+    assert len(model.prompts[2]) == 2  # system + question only
+    assert len(out["messages"]) == len(first["messages"]) == 5
+
+
 def test_batch_and_messages_output() -> None:
     graph = build_graph(model=answer_model())
     outs = graph.batch([{"query": "q", "context": "ab"}, {"query": "q", "context": "abcd"}])
