@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from rlm_graph.sandbox import Sandbox, SandboxError, strict
+from tests.test_sandbox_lifecycle import assert_nothing_left, snapshot
 
 pytestmark = pytest.mark.strict_sandbox
 
@@ -302,6 +303,30 @@ def test_strict_sandbox_survives_a_kill_and_stays_strict() -> None:
             """,
         )
         assert got == [65534, 1]
+
+
+def test_strict_close_leaves_nothing_behind() -> None:
+    _require_userns()
+    before = snapshot()
+    box = Sandbox("ctx", mode="strict", exec_timeout=0.5)
+    box.run("import subprocess\nsubprocess.Popen(['setsid', 'sleep', '303'])")
+    box.run("import os\nos._exit(3)")
+    box.run("sum(range(10**12))")
+    scratch = box._res.scratch
+    assert scratch is not None and os.path.isdir(scratch)
+    box.close()
+    assert_nothing_left(before, scratch)
+    # Nothing of the sandbox survives on the host: not bubblewrap, not the detached sleep.
+    leftovers = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if scratch.encode() in cmdline or cmdline.startswith(b"sleep 303"):
+                leftovers.append(cmdline.decode(errors="replace"))
+    assert leftovers == []
 
 
 # -- setup failures ----------------------------------------------------------------------------
