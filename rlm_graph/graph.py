@@ -443,7 +443,14 @@ def _finish_ends(
     run.emit("final", answer=answer, stopped_reason=reason, iterations=state["iterations"])
     run.emit("run_end", usage=usage, seconds=round(time.monotonic() - run.started, 4))
     close_run(run.info.run_id)
-    return {"answer": answer, "stopped_reason": reason, "usage": usage, "messages": messages}
+    return {
+        "answer": answer,
+        "stopped_reason": reason,
+        "usage": usage,
+        "messages": messages,
+        # Drop the payload: a later run on the same thread without "context" must not see it.
+        "context": None,
+    }
 
 
 def _open_sandbox(run: Run, state: State, handlers: Handlers) -> Any:

@@ -523,6 +523,8 @@ def test_second_run_on_a_thread_starts_fresh() -> None:
     assert out["answer"] == "7"
     assert len(model.prompts[2]) == 2  # system + question only
     assert len(out["messages"]) == len(first["messages"]) == 5
+    # Without "context" the query is the payload again, not the previous run's context.
+    assert graph.invoke({"query": "four"}, config)["answer"] == "4"
 
 
 def test_batch_and_messages_output() -> None:
