@@ -73,6 +73,29 @@ def test_payload_types(payload: Any, expr: str, expected: str) -> None:
         assert sb.run(expr).output == expected + "\n"
 
 
+class TaggedStr(str):
+    """A str subclass: sent through the UTF-8 fallback, arrives as a plain str."""
+
+
+@pytest.mark.parametrize(
+    "text", ["plain ascii", "latin-1 é", "ucs-2 \u0100 ✓", "ucs-4 😀", "lone \ud800 surrogate"]
+)
+def test_every_string_layout_arrives_intact(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rlm_graph.sandbox import payload
+
+    text = text * 1000
+    expected = f"True True {len(text)}\n"
+    check = f"print(context == {text!r}, hash(context) == hash({text!r}), len(context))"
+    with Sandbox(text) as sb:
+        assert sb.run(check).output == expected
+    monkeypatch.setattr(payload, "_storage", lambda *_: None)  # the slice-and-encode path
+    with Sandbox(text) as sb:
+        assert sb.run(check).output == expected
+    if "\ud800" not in text:
+        with Sandbox(TaggedStr(text)) as sb:
+            assert sb.run(check).output == expected
+
+
 @pytest.mark.parametrize("payload", [b"bytes", {1, 2}, object(), [1, object()], {"k": b"x"}])
 def test_unsupported_payload_names_accepted_types(payload: Any) -> None:
     with pytest.raises(PayloadError) as info:

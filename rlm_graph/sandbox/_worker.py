@@ -9,7 +9,6 @@ the workers' pids.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
@@ -142,11 +141,12 @@ def vm_size_bytes() -> int:
 class Zygote:
     """Holds ``context`` and forks workers on request."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: Options) -> None:
         self.args = args
         self.ctl = socket.socket(fileno=args.ctl_fd)
         self.statuses: dict[int, int] = {}
         self.workers: set[int] = set()
+        self.preloaded = False
 
     def reap(self) -> None:
         while True:
@@ -189,6 +189,11 @@ class Zygote:
                 for fd in fds:
                     os.close(fd)
             self.send(reply)
+            if not self.preloaded:
+                # After the first worker is running, not before: it keeps time-to-first-block
+                # short, and every later worker still starts with these imports done.
+                self.preloaded = True
+                preload()
 
     def dispatch(
         self, op: str, msg: dict[str, Any], fds: list[int], context: Any
@@ -333,23 +338,54 @@ def _set_limits(msg: dict[str, Any]) -> None:
             pass
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="_worker.py")
-    parser.add_argument("--ctl-fd", type=int, required=True)
-    parser.add_argument("--payload-fd", type=int, required=True)
-    parser.add_argument("--scratch", required=True)
-    parser.add_argument("--strict", action="store_true")
-    args = parser.parse_args(argv)
-    os.chdir(args.scratch)
-    _set_arena_max()
-    _become_subreaper()
-    # The zygote ignores interrupts; workers restore the default handler after fork.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def preload() -> None:
+    """Import the common modules once, for every later worker to inherit."""
     for name in PRELOAD:
         try:
             __import__(name)
         except ImportError:
             pass
+
+
+class Options:
+    """Command line: ``--ctl-fd N --payload-fd N --scratch DIR [--strict] [--path DIR]...``.
+
+    ``--path`` adds a directory to ``sys.path``: the host starts us with ``-S`` (no ``site``, whose
+    ``.pth`` processing is slow) and names the site-packages directories itself.
+    """
+
+    def __init__(self, argv: list[str]) -> None:
+        self.ctl_fd = -1
+        self.payload_fd = -1
+        self.scratch = ""
+        self.strict = False
+        self.paths: list[str] = []
+        args = iter(argv)
+        for arg in args:
+            if arg == "--strict":
+                self.strict = True
+            elif arg == "--ctl-fd":
+                self.ctl_fd = int(next(args))
+            elif arg == "--payload-fd":
+                self.payload_fd = int(next(args))
+            elif arg == "--scratch":
+                self.scratch = next(args)
+            elif arg == "--path":
+                self.paths.append(next(args))
+            else:
+                raise SystemExit(f"_worker.py: unknown argument {arg!r}")
+        if self.ctl_fd < 0 or self.payload_fd < 0 or not self.scratch:
+            raise SystemExit("_worker.py: --ctl-fd, --payload-fd and --scratch are required")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = Options(sys.argv[1:] if argv is None else argv)
+    sys.path.extend(p for p in args.paths if p not in sys.path)
+    os.chdir(args.scratch)
+    _set_arena_max()
+    _become_subreaper()
+    # The zygote ignores interrupts; workers restore the default handler after fork.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     zygote = Zygote(args)
     with socket.socket(fileno=args.payload_fd) as payload_sock:
         context, size = receive_payload(payload_sock)

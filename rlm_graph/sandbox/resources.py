@@ -78,9 +78,11 @@ class Resources:
 
             def argv_for(ctl_fd: int, payload_fd: int) -> list[str]:
                 argv = [
-                    sys.executable, "-I", "-X", "utf8", WORKER_SCRIPT, "--ctl-fd", str(ctl_fd),
-                    "--payload-fd", str(payload_fd), "--scratch", scratch,
+                    sys.executable, "-I", "-S", "-X", "utf8", WORKER_SCRIPT,
+                    "--ctl-fd", str(ctl_fd), "--payload-fd", str(payload_fd), "--scratch", scratch,
                 ]  # fmt: skip
+                for path in _site_dirs():
+                    argv += ["--path", path]
                 if self.mode == "strict":
                     argv = _strict_wrap(argv, scratch=scratch, fds=[ctl_fd, payload_fd])
                 if self.cgroup is not None:
@@ -269,7 +271,6 @@ def _strict_wrap(argv: list[str], *, scratch: str, fds: list[int]) -> list[str]:
         ) from None
     if not os.path.exists(os.path.join(PACKAGE_DIR, "_confine.py")):
         raise SandboxError("strict sandbox mode is not available: _confine.py is missing")
-    import site
     import sysconfig
 
     read_only = {
@@ -278,13 +279,20 @@ def _strict_wrap(argv: list[str], *, scratch: str, fds: list[int]) -> list[str]:
         sys.exec_prefix,
         sys.base_exec_prefix,
         PACKAGE_DIR,
-        *site.getsitepackages(),
+        *_site_dirs(),
         *(p for p in (sysconfig.get_paths().get(k) for k in ("stdlib", "platstdlib")) if p),
     }
     wrapped: list[str] = strict.wrap_command(
         argv, scratch_dir=scratch, read_only_paths=sorted(read_only), pass_fds=fds
     )
     return wrapped
+
+
+def _site_dirs() -> list[str]:
+    """site-packages directories of this interpreter (the worker runs with ``-S``)."""
+    import site
+
+    return [p for p in site.getsitepackages() if os.path.isdir(p)]
 
 
 def _nproc_limit(headroom: int) -> int:
