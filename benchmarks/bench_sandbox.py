@@ -67,7 +67,7 @@ def first_block(mode: str, payload: str, n: int) -> float:
 
 
 def restart_after_kill(mode: str, payload: str, n: int) -> tuple[float, float]:
-    """Median seconds of a block that kills its worker (includes the restart), and of the restart."""
+    """Medians: a block that kills its worker (restart included), and the restart alone."""
     with Sandbox(payload, mode=mode) as sb:  # type: ignore[arg-type]
         sb.run("pass")
         blocks, restarts = [], []
@@ -161,9 +161,9 @@ def peak_memory(mode: str, size: int) -> tuple[float, float]:
     return peak[0] / size, (peak[0] - baseline) / size
 
 
-def timed(label: str, func: Callable[[], Any]) -> Any:
+def timed(label: str, func: Callable[..., Any], *args: Any) -> Any:
     t = time.perf_counter()
-    value = func()
+    value = func(*args)
     print(f"  ... {label} done in {time.perf_counter() - t:.1f} s", flush=True)
     return value
 
@@ -177,18 +177,16 @@ def main() -> None:
     mode = args.mode
     rows: list[tuple[str, str, str]] = []
 
-    overhead = timed("per-block", lambda: per_block_overhead(mode, 2000 // reps))
+    overhead = timed("per-block", per_block_overhead, mode, 2000 // reps)
     rows.append(("per-block overhead (`run('pass')`)", f"{overhead * 1e3:.3f} ms", "≤ 1 ms"))
-    rtt = timed("round trip", lambda: callback_round_trip(mode, 2000 // reps))
+    rtt = timed("round trip", callback_round_trip, mode, 2000 // reps)
     rows.append(("callback round trip (`llm_query`, instant handler)", f"{rtt * 1e3:.3f} ms", ""))
     for size, n, target in ((MB, 15, ""), (100 * MB, 7, "≤ 0.3 s"), (1000 * MB, 3, "≤ 3 s")):
         payload = text_payload(size)
-        secs = timed(f"first block {size // MB} MB", lambda: first_block(mode, payload, n))
+        secs = timed(f"first block {size // MB} MB", first_block, mode, payload, n)
         rows.append((f"time to first block, {size // MB:,} MB text", f"{secs:.3f} s", target))
         del payload
-    payload = text_payload(100 * MB)
-    block, restart = timed("restart", lambda: restart_after_kill(mode, payload, 15 // reps))
-    del payload
+    block, restart = timed("restart", restart_after_kill, mode, text_payload(100 * MB), 15 // reps)
     rows.append(
         (
             "restart after kill, 100 MB loaded (kill + fork + ready)",
@@ -197,11 +195,11 @@ def main() -> None:
         )
     )
     rows.append(("block that kills its worker, incl. restart, 100 MB", f"{block * 1e3:.1f} ms", ""))
-    conc = timed("64 callbacks", lambda: concurrent_callbacks(mode, 64, 0.2, 7 // reps + 1))
+    conc = timed("64 callbacks", concurrent_callbacks, mode, 64, 0.2, 7 // reps + 1)
     rows.append(
         ("64 concurrent callbacks from threads, 200 ms host latency", f"{conc:.3f} s", "≤ 0.3 s")
     )
-    total, added = timed("memory", lambda: peak_memory(mode, 100 * MB))
+    total, added = timed("memory", peak_memory, mode, 100 * MB)
     rows.append(("peak PSS host + sandbox, 100 MB payload (÷ payload)", f"{total:.2f}×", "≤ 2.5×"))
     rows.append(("  of which added by the payload and sandbox (÷ payload)", f"{added:.2f}×", ""))
 
