@@ -130,27 +130,11 @@ def _prepare_local(spec: str) -> None:
 
 
 def _run_graph(graph: Any, payload: dict[str, Any], quiet: bool) -> dict[str, Any]:
-    from rlm_graph.progress import LiveTree, PlainProgress, Progress, TraceBuilder
+    from rlm_graph.progress import TraceBuilder, choose_progress, stream_with_progress
 
     builder = TraceBuilder()
-    progress: Progress
-    if quiet:
-        progress = Progress(builder)
-    elif sys.stdout.isatty() and sys.stderr.isatty():
-        progress = LiveTree(builder)
-    else:
-        progress = PlainProgress(builder, sys.stderr)
-    result: dict[str, Any] = {}
-    with progress:
-        for namespace, mode, chunk in graph.stream(
-            payload, stream_mode=["custom", "values"], subgraphs=True
-        ):
-            if mode == "custom" and isinstance(chunk, dict):
-                builder.add(chunk)
-                progress.on_event(chunk)
-            elif mode == "values" and not namespace and isinstance(chunk, dict):
-                result = chunk
-    return result
+    with choose_progress(builder, quiet=quiet) as progress:
+        return stream_with_progress(graph, payload, builder, progress)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
