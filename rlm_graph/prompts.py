@@ -104,7 +104,8 @@ def describe_payload(payload: Any) -> str:
     """Metadata lines about ``payload`` (never the payload itself)."""
     lines = [f"- type: {_type_name(payload)}", f"- total length: {payload_chars(payload):,} chars"]
     if isinstance(payload, str):
-        lines.append(f"- lines: {payload.count(chr(10)) + 1:,}")
+        n_lines = payload.count("\n") + (0 if payload.endswith("\n") else 1)
+        lines.append(f"- lines: {n_lines:,}")
         lines.append(f"- preview: {_preview(payload)}")
     elif isinstance(payload, (list, tuple)):
         sizes = [_chars(x) for x in payload]
@@ -153,12 +154,21 @@ or, once you know the answer:
 Thought: <why this is the answer>
 Final Answer: <the answer>
 
+Example reply:
+Thought: First check the size and the start of the data.
+```python
+print(len(context))
+print(context[:500])
+```
+
 Rules:
 - Never write "Final Answer:" in the same reply as code: you have not seen its output yet.
 - Each reply's code runs in the same REPL: variables persist between replies.
 - Only printed output (capped at {max_output_chars:,} chars) comes back to you. Print slices, \
 counts and summaries, not the whole context.
 - You may also end from code with `final_answer(value)`.
+- For data too long to read, split `context` into chunks, ask llm_query_batched (or \
+rlm_query_batched for sub-tasks needing code) about each chunk, then combine the answers in code.
 
 Available in the REPL:
 - `context`: the data; `query`: the question text.
@@ -176,8 +186,9 @@ Limits: {limits}
 
 _RLM_CHILD = (
     "`rlm_query(query: str, context=None) -> str`: hand a sub-task to a fresh recursive agent "
-    "like you, with its own REPL where `context` is what you pass (a str, list or dict); it "
-    "returns only its final answer. You are at depth {depth} of {max_depth}."
+    "like you, with its own REPL where `context` is what you pass (a str, list or dict; "
+    "without one, the query itself); it returns only its final answer. "
+    "You are at depth {depth} of {max_depth}."
 )
 _RLM_PLAIN = (
     "`rlm_query(query: str, context=None) -> str`: you are at the maximum depth ({depth}), so "
