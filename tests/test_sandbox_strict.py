@@ -286,6 +286,26 @@ def test_global_sysctls_are_read_only(sb: Sandbox) -> None:
     assert got != "written"
 
 
+def test_root_only_kernel_views_are_masked(sb: Sandbox) -> None:
+    # Mode 0400 files that uid 65534 (host root, inside) could otherwise read.
+    names = ("slabinfo", "kpageflags", "vmallocinfo", "timer_list", "pagetypeinfo")
+    paths = [f"/proc/{name}" for name in names if os.path.exists(f"/proc/{name}")]
+    got = run_json(
+        sb,
+        f"""
+        result = {{}}
+        for path in {paths!r}:
+            try:
+                with open(path, "rb") as f:
+                    result[path] = len(f.read(4096))
+            except OSError as exc:
+                result[path] = type(exc).__name__
+        """,
+    )
+    assert set(got) == set(paths)
+    assert all(v == 0 or isinstance(v, str) for v in got.values()), got
+
+
 def test_strict_sandbox_survives_a_kill_and_stays_strict() -> None:
     _require_userns()
     with Sandbox("ctx", mode="strict", exec_timeout=1.0) as box:

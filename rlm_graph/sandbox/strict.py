@@ -43,6 +43,13 @@ _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime")
 # Parts of the sandbox's own /proc that uid-0-mapped code could otherwise write to.
 _PROC_READ_ONLY = ("/proc/sys", "/proc/pressure")
+# Root-only (mode 0400) kernel views that uid-0-mapped code could otherwise read: physical page
+# and slab/vmalloc/timer layouts help kernel exploits. Each is covered by an empty /dev/null.
+_PROC_MASKED = (
+    "/proc/kcore", "/proc/kpagecgroup", "/proc/kpagecount", "/proc/kpageflags",
+    "/proc/pagetypeinfo", "/proc/slabinfo", "/proc/timer_list", "/proc/vmallocinfo",
+    "/proc/sched_debug", "/proc/latency_stats", "/proc/timer_stats",
+)  # fmt: skip
 
 _NAMESPACE_FLAGS = (
     "--unshare-all",
@@ -205,6 +212,10 @@ def _build(
     mounts += [(path, ["--ro-bind-try", path, path]) for path in _ETC_FILES]
     mounts.append(("/proc", ["--proc", "/proc"]))
     mounts += [(path, ["--ro-bind-try", path, path]) for path in _PROC_READ_ONLY]
+    # Only files this kernel has: a bind cannot create a missing file inside /proc.
+    mounts += [
+        (path, ["--ro-bind", "/dev/null", path]) for path in _PROC_MASKED if os.path.exists(path)
+    ]
     mounts.append(("/dev", ["--dev", "/dev"]))
     mounts.append(("/dev/shm", ["--size", str(SHM_SIZE_BYTES), "--tmpfs", "/dev/shm"]))
     mounts.append(("/tmp", ["--size", str(TMP_SIZE_BYTES), "--tmpfs", "/tmp"]))
