@@ -17,8 +17,10 @@ worker itself (``_confine``: Landlock + seccomp) denies such writes again.
 from __future__ import annotations
 
 import compileall
+import functools
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -43,13 +45,6 @@ _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime")
 # Parts of the sandbox's own /proc that uid-0-mapped code could otherwise write to.
 _PROC_READ_ONLY = ("/proc/sys", "/proc/pressure")
-# Root-only (mode 0400) kernel views that uid-0-mapped code could otherwise read: physical page
-# and slab/vmalloc/timer layouts help kernel exploits. Each is covered by an empty /dev/null.
-_PROC_MASKED = (
-    "/proc/kcore", "/proc/kpagecgroup", "/proc/kpagecount", "/proc/kpageflags",
-    "/proc/pagetypeinfo", "/proc/slabinfo", "/proc/timer_list", "/proc/vmallocinfo",
-    "/proc/sched_debug", "/proc/latency_stats", "/proc/timer_stats",
-)  # fmt: skip
 
 _NAMESPACE_FLAGS = (
     "--unshare-all",
@@ -212,10 +207,7 @@ def _build(
     mounts += [(path, ["--ro-bind-try", path, path]) for path in _ETC_FILES]
     mounts.append(("/proc", ["--proc", "/proc"]))
     mounts += [(path, ["--ro-bind-try", path, path]) for path in _PROC_READ_ONLY]
-    # Only files this kernel has: a bind cannot create a missing file inside /proc.
-    mounts += [
-        (path, ["--ro-bind", "/dev/null", path]) for path in _PROC_MASKED if os.path.exists(path)
-    ]
+    mounts += [(path, ["--ro-bind", "/dev/null", path]) for path in _proc_files_to_mask()]
     mounts.append(("/dev", ["--dev", "/dev"]))
     mounts.append(("/dev/shm", ["--size", str(SHM_SIZE_BYTES), "--tmpfs", "/dev/shm"]))
     mounts.append(("/tmp", ["--size", str(TMP_SIZE_BYTES), "--tmpfs", "/tmp"]))
@@ -244,6 +236,30 @@ def _build(
         cmd += ["--setenv", key, value]
     cmd += ["--chdir", scratch, "--", *argv]
     return cmd
+
+
+@functools.lru_cache(maxsize=1)
+def _proc_files_to_mask() -> tuple[str, ...]:
+    """Top-level /proc files that only root may read, or that anyone may write.
+
+    uid 65534 inside is host root, so the owner bits open them: root-only kernel views
+    (``slabinfo``, ``kpageflags``, ``vmallocinfo``, ``timer_list``...) help kernel exploits,
+    and ``sysrq-trigger`` (where the kernel has it) would let sandboxed code reboot the host.
+    Each is covered with ``/dev/null``, read-only. Listed from the host's /proc because a bind
+    cannot create a file that this kernel's /proc lacks.
+    """
+    masked = []
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if entry.name[:1].isdigit() or entry.name in ("self", "thread-self"):
+                continue
+            try:
+                mode = entry.stat(follow_symlinks=False).st_mode
+            except OSError:
+                continue
+            if stat.S_ISREG(mode) and (not mode & stat.S_IROTH or mode & 0o222):
+                masked.append(entry.path)
+    return tuple(sorted(masked))
 
 
 def _python_paths(argv: list[str]) -> list[str]:
