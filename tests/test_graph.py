@@ -621,3 +621,10 @@ def test_interrupt_inside_a_child_passes_through_and_resumes() -> None:
     assert first["__interrupt__"][0].value == "may I?"
     out = graph.invoke(Command(resume="yes"), config)
     assert out["answer"] == "child got approved:yes"
+
+
+def test_timed_out_block_is_reported_and_the_run_goes_on() -> None:
+    model = FakeChatModel(respond=scripted(code("while True:\n    pass"), final("recovered")))
+    out = build_graph(model=model, exec_timeout=0.5).invoke({"query": "q"})
+    assert out["answer"] == "recovered"
+    assert "timed out" in text_of(model.prompts[1][-1])
