@@ -628,3 +628,15 @@ def test_timed_out_block_is_reported_and_the_run_goes_on() -> None:
     out = build_graph(model=model, exec_timeout=0.5).invoke({"query": "q"})
     assert out["answer"] == "recovered"
     assert "timed out" in text_of(model.prompts[1][-1])
+
+
+def test_import_is_lazy() -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, rlm_graph; heavy = [m for m in ('langgraph', 'langchain_core') "
+        "if m in sys.modules]; print(heavy); rlm_graph.build_graph; print('langgraph' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["[]", "True"]
