@@ -636,7 +636,8 @@ def test_import_is_lazy() -> None:
 
     probe = (
         "import sys, rlm_graph; heavy = [m for m in ('langgraph', 'langchain_core') "
-        "if m in sys.modules]; print(heavy); rlm_graph.build_graph; print('langgraph' in sys.modules)"
+        "if m in sys.modules]; print(heavy); rlm_graph.build_graph; "
+        "print('langgraph' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.split("\n")[:2] == ["[]", "True"]
