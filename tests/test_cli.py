@@ -228,6 +228,7 @@ def test_bad_flags() -> None:
     _one_line_error(run("q", "--max-depth", "-1"), 2, "--max-depth")
     _one_line_error(run("q", "--sandbox", "docker"), 2, "--sandbox")
     _one_line_error(run(), 2, "QUERY")
+    _one_line_error(run("q", "--trace", "/nonexistent-dir/t.json"), 2, "--trace directory")
 
 
 def test_failed_run_exit_1_traceback_only_with_debug(tmp_path: Path) -> None:
