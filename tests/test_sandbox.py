@@ -140,6 +140,18 @@ def test_final_answer_recorded_even_if_base_exception_caught(sandbox: Sandbox) -
     assert sandbox.run("print(1)").final_answer is None
 
 
+def test_final_answer_from_a_thread(sandbox: Sandbox) -> None:
+    code = (
+        "import threading\n"
+        "t = threading.Thread(target=final_answer, args=('from thread',))\n"
+        "t.start(); t.join()\n"
+        "print('main continues')"
+    )
+    result = sandbox.run(code)
+    assert result.final_answer == "from thread"
+    assert result.output == "main continues\n"
+
+
 def test_missing_handler_raises_in_worker(sandbox: Sandbox) -> None:
     result = sandbox.run("llm_query('hi')")
     assert result.error is not None

@@ -186,3 +186,38 @@ def test_pids_cgroup_caps_processes() -> None:
         )
         assert result.output.startswith("refused"), result
         assert int(result.output.split()[1]) < 20
+
+
+async def test_many_concurrent_aruns_do_not_exhaust_a_thread_pool() -> None:
+    # Each block waits inside a callback until all 12 are in flight; a shared executor of a
+    # few threads (asyncio's default on 2 CPUs is 6) would deadlock here.
+    n = 12
+    barrier = threading.Barrier(n, timeout=20)
+
+    def llm(prompt: str) -> str:
+        barrier.wait()
+        return prompt
+
+    boxes = [Sandbox(handlers={"llm_query": llm}, exec_timeout=30) for _ in range(n)]
+    try:
+        results = await asyncio.gather(
+            *(box.arun(f"print(llm_query('{i}'))") for i, box in enumerate(boxes))
+        )
+    finally:
+        await asyncio.gather(*(box.__aexit__(None, None, None) for box in boxes))
+    assert [r.output for r in results] == [f"{i}\n" for i in range(n)]
+
+
+def test_stale_cgroups_of_dead_hosts_are_removed() -> None:
+    root = "/sys/fs/cgroup/pids"
+    if not os.access(root, os.W_OK):
+        pytest.skip("no writable pids cgroup here")
+    stale = os.path.join(root, "rlm-graph-999999999-deadbeef0000")  # above any pid_max
+    os.mkdir(stale)
+    try:
+        with Sandbox() as sb:
+            sb.start()
+        assert not os.path.exists(stale)
+    finally:
+        if os.path.exists(stale):
+            os.rmdir(stale)

@@ -49,6 +49,7 @@ class Worker:
         self.ids = itertools.count(1)
         self.blocks: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.final: str | None = None
+        self.in_block = False
         self.block_no = 0
         self.namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
 
@@ -162,6 +163,7 @@ class Worker:
         self.block_no += 1
         filename = f"<block {self.block_no}>"
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+        self.in_block = True
         try:
             tree = ast.parse(code, filename, "exec")
             last = None
@@ -177,10 +179,21 @@ class Worker:
         except FinalAnswer:
             return None
         except BaseException as exc:  # model code may raise anything
+            self.in_block = False
             return _format_error(exc)
+        finally:
+            self.in_block = False
         return None
 
+    def _on_interrupt(self, _signum: int, _frame: Any) -> None:
+        # Only model code is interrupted; an interrupt arriving while a result is being sent
+        # would tear the frame, and processes forked by model code are not ours to interrupt.
+        if self.in_block and os.getpid() == self.pid:
+            raise KeyboardInterrupt
+
     def serve(self) -> None:
+        signal.signal(signal.SIGINT, self._on_interrupt)
+        threading.excepthook = _thread_excepthook
         threading.Thread(target=self.reader, name="rlm-reader", daemon=True).start()
         self.send({"op": "ready", "pid": self.pid})
         while True:
@@ -197,15 +210,21 @@ class Worker:
                 # A process forked by model code reached the end of the block: it must never
                 # talk on the protocol channel.
                 os._exit(0)
-            # An interrupt landing while the result is sent would tear the frame.
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
             try:
                 _flush_std()
                 self.send({"op": "done", "error": error, "final_answer": self.final})
             except OSError:
                 os._exit(70)
-            finally:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+_default_excepthook = threading.excepthook
+
+
+def _thread_excepthook(args: Any) -> None:
+    # final_answer() called from a model thread: recorded already, no traceback wanted.
+    if args.exc_type is not None and issubclass(args.exc_type, FinalAnswer):
+        return
+    _default_excepthook(args)
 
 
 def _flush_std() -> None:

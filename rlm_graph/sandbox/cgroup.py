@@ -15,6 +15,7 @@ import time
 import uuid
 
 PIDS_ROOT = "/sys/fs/cgroup/pids"
+PREFIX = "rlm-graph-"
 
 
 class PidsCgroup:
@@ -28,7 +29,8 @@ class PidsCgroup:
         """Create a cgroup limited to ``max_pids`` tasks, or ``None`` when not possible here."""
         if not os.path.isdir(root) or not os.access(root, os.W_OK):
             return None
-        path = os.path.join(root, f"rlm-graph-{os.getpid()}-{uuid.uuid4().hex[:12]}")
+        _remove_stale(root)
+        path = os.path.join(root, f"{PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}")
         try:
             os.mkdir(path)
         except OSError:
@@ -83,3 +85,16 @@ class PidsCgroup:
                 if time.monotonic() > deadline:
                     return
                 time.sleep(0.005)
+
+
+def _remove_stale(root: str) -> None:
+    """Delete empty cgroups left by sandbox hosts that died without cleaning up."""
+    try:
+        names = [n for n in os.listdir(root) if n.startswith(PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        owner = name[len(PREFIX) :].split("-", 1)[0]
+        if owner.isdigit() and not os.path.exists(f"/proc/{owner}"):
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(root, name))  # fails harmlessly while processes remain

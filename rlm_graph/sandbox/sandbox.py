@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import signal
 import threading
 import time
 import weakref
-from collections.abc import Mapping
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypeVar
 
 from .block import BlockLoop
 from .callbacks import CallbackRun, Handler, available_callbacks
@@ -28,6 +29,7 @@ from .result import ExecResult
 from .zygote import ZygoteDied, describe_wait_status
 
 Mode = Literal["process", "strict"]
+T = TypeVar("T")
 
 
 class Sandbox:
@@ -135,19 +137,19 @@ class Sandbox:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await asyncio.to_thread(self.close)
+        await _in_thread(self.close)
 
     async def arun(self, code: str) -> ExecResult:
-        """:meth:`run` on a worker thread; cancelling it stops the block (variables are lost)."""
-        task = asyncio.ensure_future(asyncio.to_thread(self.run, code))
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            self._abort.set()
-            self._res.wake()
-            with contextlib.suppress(BaseException):
-                await task
-            raise
+        """:meth:`run` on a thread of its own; cancelling it stops the block (variables are lost).
+
+        A dedicated thread, not the loop's default executor: nested runs (a child RLM inside a
+        callback) would otherwise exhaust that small pool and deadlock.
+        """
+        return await _in_thread(self.run, code, on_cancel=self._cancel_block)
+
+    def _cancel_block(self) -> None:
+        self._abort.set()
+        self._res.wake()
 
     # -- running code ---------------------------------------------------------------------------
     def run(self, code: str) -> ExecResult:
@@ -280,6 +282,44 @@ class Sandbox:
             except ZygoteDied as exc:
                 self._full_restart(exc)
         return describe_wait_status(status)
+
+
+async def _in_thread(
+    func: Callable[..., T], *args: Any, on_cancel: Callable[[], None] | None = None
+) -> T:
+    """Run ``func`` on a new thread with this task's contextvars; wait for it even if cancelled."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if future.done():  # cancelled meanwhile
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+    def target() -> None:
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            value = context.run(func, *args)
+        except BaseException as exc:
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=target, name="rlm-sandbox-arun", daemon=True).start()
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        if on_cancel is not None:
+            on_cancel()
+        # Let the thread finish (it returns promptly once cancelled) before re-raising.
+        with contextlib.suppress(BaseException):
+            await future
+        raise
 
 
 def _join(*parts: str | None) -> str | None:
