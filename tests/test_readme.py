@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import json
+import os
 import re
 import subprocess
 import sys
@@ -67,6 +69,45 @@ def test_main_command_entry_point_runs() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage: rlm-graph demo")
+
+
+def test_cli_examples_run_as_written(tmp_path: Path) -> None:
+    """The CLI examples, run by bash as written; `uv run` is a shim that runs the installed
+    script, and RLM_MODEL points at a scripted model (so `--sub-model groq/...` only needs a
+    key to be set, never used)."""
+    m = re.search(r"<!-- cli-examples -->\n```bash\n(.*?)```", readme(), re.S)
+    assert m, "README has no <!-- cli-examples --> block"
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    shim = bindir / "uv"
+    shim.write_text(
+        f'#!/bin/sh\n[ "$1" = run ] || exit 99\nshift\nexec "{Path(sys.executable).parent}/$@"\n'
+    )
+    shim.chmod(0o755)
+    for name in ("README.md", "pyproject.toml", "uv.lock"):
+        (tmp_path / name).write_bytes((ROOT / name).read_bytes())
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")},
+        "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(ROOT),
+        "RLM_MODEL": "tests.fakes:answer_model",
+        "GROQ_API_KEY": "gsk-not-used",
+    }
+    for command in re.split(r"(?<!\\)\n", m.group(1).strip()):
+        proc = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", command],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert proc.returncode == 0, (command, proc.stderr[-2000:])
+        assert proc.stdout.strip(), command
+        if "--json" in command:
+            assert json.loads(proc.stdout)["answer"]
+        if "--trace" in command:
+            assert json.loads((tmp_path / "trace.json").read_text())["root"]["iterations"]
 
 
 def test_mermaid_picture_is_in_sync() -> None:
