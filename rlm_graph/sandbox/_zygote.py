@@ -1,0 +1,389 @@
+"""Sandbox zygote and worker process setup (stdlib only; never imports ``rlm_graph``).
+
+Started through ``_worker.py`` (kept tiny: a script run by path is compiled on every start, a
+module imported from it uses cached bytecode). The process the host starts is the *zygote*: it
+receives ``context`` once over its payload socket and then, on request over its control socket,
+forks fresh workers that inherit ``context`` copy-on-write. The zygote never runs model code; it
+also carries out signal and kill requests, because in strict mode only it can see the workers'
+pids.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import socket
+import sys
+from typing import Any
+
+import _frames
+import _repl
+
+# Imported here so that every worker gets them for free, already initialised, copy-on-write.
+PRELOAD = (
+    "collections", "functools", "itertools", "math", "random", "re", "statistics", "string",
+    "textwrap", "time", "datetime", "json", "heapq", "bisect", "operator", "dataclasses",
+    "typing", "difflib", "csv", "io", "subprocess", "threading", "concurrent.futures",
+    "unicodedata", "hashlib", "base64", "copy", "pprint", "decimal", "fractions",
+)  # fmt: skip
+
+PROTOCOL_FD = 3
+CONTROL_MAX = 1 << 16
+
+
+# kind -> (bytes per char, max char for PyUnicode_New, codec); must match the host's payload.py.
+STR_KINDS = {
+    "ascii": (1, 127, "ascii"),
+    "latin1": (1, 255, "latin-1"),
+    "ucs2": (2, 0xFFFF, "utf-16-le"),
+    "ucs4": (4, 0x10FFFF, "utf-32-le"),
+}
+
+
+def receive_payload(sock: socket.socket) -> tuple[Any, int]:
+    """Read ``context`` from the host's payload stream; returns it and its size in bytes."""
+    header = _frames.read_frame(sock, 1 << 16)
+    if header is None:
+        raise EOFError("the host sent no payload")
+    kind = header["kind"]
+    if kind in STR_KINDS:
+        width, maxchar, codec = STR_KINDS[kind]
+        chars, nbytes = int(header["chars"]), int(header["nbytes"])
+        if chars == 0:
+            return "", 0
+        text, view = _empty_str(chars, width, maxchar)
+        if text is None:
+            buf = bytearray(nbytes)
+            _recv_exact(sock, memoryview(buf))
+            return buf.decode(codec, "surrogatepass"), nbytes
+        _recv_exact(sock, view)
+        return text, nbytes
+    chunks = []
+    while True:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    data = b"".join(chunks)
+    del chunks
+    if kind == "utf8":
+        return data.decode("utf-8", "replace"), len(data)
+    return json.loads(data.decode("utf-8", "surrogatepass")), len(data)
+
+
+def _empty_str(chars: int, width: int, maxchar: int) -> tuple[str | None, memoryview]:
+    """A new, unshared ``str`` of ``chars`` characters and a writable view of its storage.
+
+    The bytes are received straight into it (as C code filling ``PyUnicode_New`` would), so the
+    payload is never held twice. Returns ``(None, ...)`` where that is not possible.
+    """
+    try:
+        import ctypes
+
+        new = ctypes.pythonapi.PyUnicode_New
+        new.restype = ctypes.py_object
+        new.argtypes = [ctypes.c_ssize_t, ctypes.c_uint32]
+        text = new(chars, maxchar)
+        header = sys.getsizeof(text) - (chars + 1) * width
+        if type(text) is not str or len(text) != chars or header <= 0:
+            return None, memoryview(b"")
+        raw = (ctypes.c_char * (chars * width)).from_address(id(text) + header)
+        return text, memoryview(raw).cast("B")
+    except Exception:
+        return None, memoryview(b"")
+
+
+def _recv_exact(sock: socket.socket, view: memoryview) -> None:
+    got = 0
+    while got < len(view):
+        n = sock.recv_into(view[got:])
+        if n == 0:
+            raise EOFError(f"payload stream ended after {got} of {len(view)} bytes")
+        got += n
+
+
+def _set_arena_max() -> None:
+    # Each thread's malloc arena reserves 64 MiB of address space, which RLIMIT_AS counts.
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-8, 2)  # M_ARENA_MAX
+    except Exception:  # not glibc: the env variable is the fallback
+        pass
+
+
+def _become_subreaper() -> None:
+    # Orphaned grandchildren get reparented to us, so we reap them and they leave no zombies.
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except Exception:  # best effort
+        pass
+
+
+def vm_size_bytes() -> int:
+    """Current virtual memory size of this process."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class Zygote:
+    """Holds ``context`` and forks workers on request."""
+
+    def __init__(self, args: Options) -> None:
+        self.args = args
+        self.ctl = socket.socket(fileno=args.ctl_fd)
+        self.statuses: dict[int, int] = {}
+        self.workers: set[int] = set()
+        self.preloaded = False
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid in self.workers:
+                self.statuses[pid] = status
+
+    def wait_worker(self, pid: int) -> int | None:
+        while pid not in self.statuses:
+            try:
+                got, status = os.waitpid(pid, 0)
+            except ChildProcessError:
+                break
+            self.statuses[got] = status
+        self.workers.discard(pid)
+        return self.statuses.pop(pid, None)
+
+    def serve(self, context: Any, payload_bytes: int) -> None:
+        signal.signal(signal.SIGCHLD, lambda *_: self.reap())
+        self.send({"op": "ready", "vm_size": vm_size_bytes(), "payload_bytes": payload_bytes})
+        while True:
+            try:
+                data, fds, _flags, _addr = socket.recv_fds(self.ctl, CONTROL_MAX, 4)
+            except OSError:
+                data, fds = b"", []
+            if not data:
+                self.shutdown()
+            msg = json.loads(data)
+            op = msg.get("op")
+            try:
+                reply = self.dispatch(op, msg, fds, context)
+            except Exception as exc:  # report to the host, keep serving
+                reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            self.send(reply)
+            if not self.preloaded:
+                # After the first worker is running, not before: it keeps time-to-first-block
+                # short, and every later worker still starts with these imports done.
+                self.preloaded = True
+                preload()
+
+    def dispatch(
+        self, op: str, msg: dict[str, Any], fds: list[int], context: Any
+    ) -> dict[str, Any]:
+        if op == "fork":
+            return {"ok": True, "pid": self.fork(msg, fds, context)}
+        if op == "signal":
+            pid = int(msg["pid"])
+            if pid in self.workers:
+                os.kill(pid, int(msg["sig"]))
+            return {"ok": True}
+        if op == "kill":
+            pid = int(msg["pid"])
+            if pid in self.workers:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                return {"ok": True, "status": self.wait_worker(pid)}
+            return {"ok": True, "status": None}
+        if op == "kill_others":
+            pid = int(msg["pid"])
+            return {"ok": True, "killed": kill_group_except(pid) if pid in self.workers else 0}
+        if op == "shutdown":
+            self.shutdown()
+        raise ValueError(f"unknown op {op!r}")
+
+    def send(self, msg: dict[str, Any]) -> None:
+        self.ctl.send(json.dumps(msg).encode())
+
+    def shutdown(self) -> None:
+        for pid in list(self.workers):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        os._exit(0)
+
+    def fork(self, msg: dict[str, Any], fds: list[int], context: Any) -> int:
+        if len(fds) != 2:
+            raise ValueError("fork needs exactly two fds: protocol socket and output pipe")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid:
+            self.workers.add(pid)
+            return pid
+        try:
+            self.become_worker(msg, fds, context)
+        except BaseException:  # never return into the zygote loop
+            import traceback
+
+            traceback.print_exc()
+        os._exit(71)
+
+    def become_worker(self, msg: dict[str, Any], fds: list[int], context: Any) -> None:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        # Forget the control socket without closing it: closerange below closes the fd, and a
+        # later close by the socket object could hit an unrelated fd that reused the number.
+        self.ctl.detach()
+        os.setsid()
+        proto, out = fds
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        os.dup2(proto, PROTOCOL_FD)
+        os.closerange(PROTOCOL_FD + 1, _max_fd())
+        _set_limits(msg)
+        os.chdir(self.args.scratch)
+        sys.stdout = _line_stream(1)
+        sys.stderr = _line_stream(2)
+        if self.args.strict:
+            import _confine
+
+            _confine.apply(self.args.scratch)
+        sock = socket.socket(fileno=PROTOCOL_FD)
+        worker = _repl.Worker(sock, int(msg.get("max_frame_bytes", 1 << 28)))
+        worker.install_api(context, str(msg.get("query", "")), list(msg.get("callbacks", [])))
+        worker.serve()
+
+
+def kill_group_except(pgid: int) -> int:
+    """SIGKILL every process of process group ``pgid`` except its leader; returns how many."""
+    killed = 0
+    for _round in range(50):
+        victims = [pid for pid in _group_members(pgid) if pid != pgid]
+        if not victims:
+            break
+        for pid in victims:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except OSError:
+                pass
+    return killed
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        # Zombies are already dead; only their parent's wait removes them.
+        if len(fields) > 2 and fields[0] != b"Z" and int(fields[2]) == pgid:
+            members.append(int(entry))
+    return members
+
+
+def _max_fd() -> int:
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft if soft != resource.RLIM_INFINITY else 1 << 16
+
+
+def _line_stream(fd: int) -> Any:
+    import io
+
+    raw = io.FileIO(fd, "w", closefd=False)
+    return io.TextIOWrapper(
+        io.BufferedWriter(raw), encoding="utf-8", errors="backslashreplace", line_buffering=True
+    )
+
+
+def _set_limits(msg: dict[str, Any]) -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    mem = msg.get("address_space_bytes")
+    if mem:
+        limit = vm_size_bytes() + int(mem)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    nproc = msg.get("nproc")
+    if nproc:
+        try:
+            resource.setrlimit(resource.RLIMIT_NPROC, (int(nproc), int(nproc)))
+        except (ValueError, OSError):
+            pass
+
+
+def preload() -> None:
+    """Import the common modules once, for every later worker to inherit."""
+    for name in PRELOAD:
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+
+
+class Options:
+    """Command line: ``--ctl-fd N --payload-fd N --scratch DIR [--strict] [--path DIR]...``.
+
+    ``--path`` adds a directory to ``sys.path``: the host starts us with ``-S`` (no ``site``, whose
+    ``.pth`` processing is slow) and names the site-packages directories itself.
+    """
+
+    def __init__(self, argv: list[str]) -> None:
+        self.ctl_fd = -1
+        self.payload_fd = -1
+        self.scratch = ""
+        self.strict = False
+        self.paths: list[str] = []
+        args = iter(argv)
+        for arg in args:
+            if arg == "--strict":
+                self.strict = True
+            elif arg == "--ctl-fd":
+                self.ctl_fd = int(next(args))
+            elif arg == "--payload-fd":
+                self.payload_fd = int(next(args))
+            elif arg == "--scratch":
+                self.scratch = next(args)
+            elif arg == "--path":
+                self.paths.append(next(args))
+            else:
+                raise SystemExit(f"_worker.py: unknown argument {arg!r}")
+        if self.ctl_fd < 0 or self.payload_fd < 0 or not self.scratch:
+            raise SystemExit("_worker.py: --ctl-fd, --payload-fd and --scratch are required")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = Options(sys.argv[1:] if argv is None else argv)
+    sys.path.extend(p for p in args.paths if p not in sys.path)
+    os.chdir(args.scratch)
+    _set_arena_max()
+    _become_subreaper()
+    # The zygote ignores interrupts; workers restore the default handler after fork.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    zygote = Zygote(args)
+    with socket.socket(fileno=args.payload_fd) as payload_sock:
+        context, size = receive_payload(payload_sock)
+    zygote.serve(context, size)
