@@ -475,19 +475,26 @@ def test_long_query_is_summarised_and_available_in_repl() -> None:
     assert str(len(long_query)) in text_of(model.prompts[1][-1])
 
 
-def test_interrupts_pass_through_and_resume() -> None:
+@pytest.mark.parametrize("in_child", [False, True], ids=["root", "child"])
+def test_interrupts_pass_through_and_resume(in_child: bool) -> None:
+    """interrupt() in an llm_query of the root or of a child run pauses the whole tree."""
     from langgraph.checkpoint.memory import InMemorySaver
     from langgraph.types import Command, interrupt
 
     def respond(messages: list[BaseMessage]) -> str:
         if is_subcall(messages):
             return "approved:" + str(interrupt("may I?"))
+        delegate = in_child and depth(messages) == 0
         if turn(messages) == 0:
-            return code("print(llm_query('ask'))")
+            return code(
+                "print(rlm_query('child task', context='c'))"
+                if delegate
+                else "print(llm_query('ask'))"
+            )
         return final(last_text(messages).splitlines()[1])
 
     graph = build_graph(model=FakeChatModel(respond=respond), checkpointer=InMemorySaver())
-    config: Any = {"configurable": {"thread_id": "t1"}}
+    config: Any = {"configurable": {"thread_id": f"interrupt-{in_child}"}}
     first = graph.invoke({"query": "q"}, config)
     assert first["__interrupt__"][0].value == "may I?"
     out = graph.invoke(Command(resume="yes"), config)
@@ -598,29 +605,6 @@ async def test_cancelling_astream_stops_code_and_closes_the_run() -> None:
         await asyncio.sleep(0.05)
     assert time.monotonic() - began < 10
     # the autouse fixture checks that the sandbox and the budget were released
-
-
-def test_interrupt_inside_a_child_passes_through_and_resumes() -> None:
-    from langgraph.checkpoint.memory import InMemorySaver
-    from langgraph.types import Command, interrupt
-
-    def respond(messages: list[BaseMessage]) -> str:
-        if is_subcall(messages):
-            return "approved:" + str(interrupt("may I?"))
-        if depth(messages) == 0:
-            if turn(messages) == 0:
-                return code("print(rlm_query('child task', context='c'))")
-            return final(last_text(messages).splitlines()[1])
-        if turn(messages) == 0:
-            return code("print(llm_query('ask'))")
-        return final("child got " + last_text(messages).splitlines()[1])
-
-    graph = build_graph(model=FakeChatModel(respond=respond), checkpointer=InMemorySaver())
-    config: Any = {"configurable": {"thread_id": "t4"}}
-    first = graph.invoke({"query": "q"}, config)
-    assert first["__interrupt__"][0].value == "may I?"
-    out = graph.invoke(Command(resume="yes"), config)
-    assert out["answer"] == "child got approved:yes"
 
 
 def test_timed_out_block_is_reported_and_the_run_goes_on() -> None:
