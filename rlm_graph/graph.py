@@ -189,6 +189,11 @@ def build_graph(
     def settings(runtime: Runtime[Context]) -> Context:
         return resolve_context(runtime.context, context_cls)
 
+    def live(state: State, config: RunnableConfig, runtime: Runtime[Context]) -> Run:
+        run = get_run(state["run_id"], config, settings(runtime))
+        run.writer = runtime.stream_writer
+        return run
+
     # ---- nodes -------------------------------------------------------------------------
 
     def start(state: State, config: RunnableConfig, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -247,17 +252,19 @@ def build_graph(
     # think, execute and finish have an async twin (same steps, awaited calls) so that
     # ainvoke/astream cancellation stops the model call or code block and closes the run.
 
-    def think(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    def think(state: State, config: RunnableConfig, runtime: Runtime[Context]) -> dict[str, Any]:
         """Ask the root model for the next step."""
-        run = _think_begins(state, runtime)
+        run = _think_begins(live(state, config, runtime), state)
         try:
             reply, usage = call_model(run.budget, models.root(run.ctx), state["messages"])
         except BudgetExhausted:
             return {"stopped_reason": "budget"}
         return _think_ends(run, state, reply, usage)
 
-    async def athink(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        run = _think_begins(state, runtime)
+    async def athink(
+        state: State, config: RunnableConfig, runtime: Runtime[Context]
+    ) -> dict[str, Any]:
+        run = _think_begins(live(state, config, runtime), state)
         try:
             reply, usage = await acall_model(run.budget, models.root(run.ctx), state["messages"])
         except BudgetExhausted:
@@ -288,16 +295,16 @@ def build_graph(
     def _execute_begins(
         state: State, config: RunnableConfig, runtime: Runtime[Context]
     ) -> tuple[Run, Any]:
-        run = get_run(state["run_id"])
-        run.config, run.writer = config, runtime.stream_writer
+        run = live(state, config, runtime)
+        run.config = config
         if run.sandbox is None:
             handlers = Handlers(run, lambda: models.sub(run.ctx), invoke_child)
             run.sandbox = _open_sandbox(run, state, handlers)
         return run, run.sandbox
 
-    def observe(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        """Turn the results into the next message (or take the answer given by final_answer())."""
-        run = get_run(state["run_id"])
+    def observe(state: State, config: RunnableConfig, runtime: Runtime[Context]) -> dict[str, Any]:
+        """Turn the results into the next message, or stop: answer given, replies or budget out."""
+        run = live(state, config, runtime)
         results = state["results"]
         done = next((r["final_answer"] for r in results if r["final_answer"] is not None), None)
         if done is not None:
@@ -312,24 +319,31 @@ def build_graph(
                 max_iterations=run.ctx.max_iterations,
             )
         best = state["reply_final"] or _last_output(results) or state.get("best_answer")
-        return {
+        update: dict[str, Any] = {
             "messages": [HumanMessage(message)],
             "results": [],
             "code_blocks": [],
             "best_answer": best,
         }
+        if state["iterations"] >= run.ctx.max_iterations:
+            update["stopped_reason"] = "max_iterations"
+        elif run.budget.exhausted():
+            update["stopped_reason"] = "budget"
+        return update
 
-    def finish(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    def finish(state: State, config: RunnableConfig, runtime: Runtime[Context]) -> dict[str, Any]:
         """Produce the answer (forcing one when none was given), close the run, report."""
-        run, ask = _finish_begins(state, runtime)
+        run, ask = _finish_begins(live(state, config, runtime), state)
         reply = None
         if ask is not None:
             with contextlib.suppress(BudgetExhausted):
                 reply = call_model(run.budget, models.root(run.ctx), [*state["messages"], ask])
         return _finish_ends(run, state, ask, reply)
 
-    async def afinish(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        run, ask = _finish_begins(state, runtime)
+    async def afinish(
+        state: State, config: RunnableConfig, runtime: Runtime[Context]
+    ) -> dict[str, Any]:
+        run, ask = _finish_begins(live(state, config, runtime), state)
         reply = None
         if ask is not None:
             with contextlib.suppress(BudgetExhausted):
@@ -345,10 +359,7 @@ def build_graph(
         return "execute" if state["code_blocks"] else "observe"
 
     def after_observe(state: State) -> Literal["think", "finish"]:
-        run = get_run(state["run_id"])
-        if state.get("answer") or state["iterations"] >= run.ctx.max_iterations:
-            return "finish"
-        return "finish" if run.budget.exhausted() else "think"
+        return "finish" if state.get("answer") or state.get("stopped_reason") else "think"
 
     builder: StateGraph[Any, Any, Any, Any] = StateGraph(
         State, context_schema=context_cls, input_schema=InputState, output_schema=OutputState
@@ -369,9 +380,7 @@ def build_graph(
     return graph
 
 
-def _think_begins(state: State, runtime: Runtime[Context]) -> Run:
-    run = get_run(state["run_id"])
-    run.writer = runtime.stream_writer
+def _think_begins(run: Run, state: State) -> Run:
     run.iteration = state["iterations"] + 1
     run.emit("iteration_start")
     run.step_started = time.monotonic()
@@ -413,10 +422,8 @@ def _observed(run: Run, results: list[BlockResult], index: int, r: Any) -> bool:
     return r.final_answer is not None
 
 
-def _finish_begins(state: State, runtime: Runtime[Context]) -> tuple[Run, HumanMessage | None]:
+def _finish_begins(run: Run, state: State) -> tuple[Run, HumanMessage | None]:
     """The run, and the forced-answer request when the run needs one."""
-    run = get_run(state["run_id"])
-    run.writer = runtime.stream_writer
     if state.get("answer") or state.get("stopped_reason") == "budget":
         return run, None
     if run.budget.exhausted():

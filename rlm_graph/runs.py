@@ -169,15 +169,15 @@ def open_run(run_id: str, config: RunnableConfig, ctx: Context) -> Run:
     return run
 
 
-def get_run(run_id: str) -> Run:
-    """The live objects of a run started in this process."""
+def get_run(run_id: str, config: RunnableConfig, ctx: Context) -> Run:
+    """The live objects of a run; re-opened if this process has none.
+
+    A run resumed from a checkpoint in another process (or after a restart) gets a fresh budget
+    and, at its next code block, a fresh sandbox: REPL variables do not survive the move.
+    """
     with _RUNS_LOCK:
         run = _RUNS.get(run_id)
-    if run is None:
-        raise RuntimeError(
-            f"RLM run {run_id} has no live state in this process (was it resumed elsewhere?)"
-        )
-    return run
+    return run if run is not None else open_run(run_id, config, ctx)
 
 
 def close_run(run_id: str) -> None:

@@ -501,6 +501,28 @@ def test_interrupts_pass_through_and_resume(in_child: bool) -> None:
     assert out["answer"] == "approved:yes"
 
 
+def test_resume_without_live_objects_reopens_the_run() -> None:
+    """As if resumed in another process: no sandbox or budget in memory, only the checkpoint."""
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.types import Command, interrupt
+
+    def respond(messages: list[BaseMessage]) -> str:
+        if is_subcall(messages):
+            return "approved:" + str(interrupt("may I?"))
+        if turn(messages) == 0:
+            return code("print(llm_query('ask'))")
+        return final(last_text(messages).splitlines()[1])
+
+    graph = build_graph(model=FakeChatModel(respond=respond), checkpointer=InMemorySaver())
+    config: Any = {"configurable": {"thread_id": "moved"}}
+    assert "__interrupt__" in graph.invoke({"query": "q"}, config)
+    runs.close_all()
+    budgets._REGISTRY.clear()
+    out = graph.invoke(Command(resume="yes"), config)
+    assert out["answer"] == "approved:yes"
+    assert out["usage"]["llm_calls"] == 3
+
+
 def test_checkpointer_with_concurrent_children() -> None:
     from langgraph.checkpoint.memory import InMemorySaver
 
