@@ -11,6 +11,14 @@ import time
 import pytest
 
 from rlm_graph.sandbox import Sandbox, SandboxError
+from rlm_graph.sandbox.template import shutdown_template
+
+
+@pytest.fixture(autouse=True)
+def warm_template() -> None:
+    """Start the shared zygote template first: it is meant to outlive single sandboxes."""
+    with Sandbox() as sb:
+        sb.start()
 
 
 def child_pids() -> list[int]:
@@ -74,7 +82,8 @@ def test_close_removes_everything_after_hostile_blocks() -> None:
     sb.run("print(llm_query('x'))")
     scratch = sb._res.scratch
     assert scratch is not None and os.path.isdir(scratch)
-    assert len(child_pids()) == len(before[0]) + 1  # only the zygote is our child
+    # The zygote was forked by the shared template: no new child of ours.
+    assert len(child_pids()) == len(before[0])
     sb.close()
     sb.close()  # idempotent
     assert_nothing_left(before, scratch)
@@ -221,3 +230,37 @@ def test_stale_cgroups_of_dead_hosts_are_removed() -> None:
     finally:
         if os.path.exists(stale):
             os.rmdir(stale)
+
+
+def test_template_shutdown_leaves_nothing() -> None:
+    shutdown_template()
+    before = snapshot()
+    with Sandbox("a") as sb:
+        assert sb.run("print(context)").output == "a\n"
+        scratch = sb._res.scratch
+    assert len(child_pids()) == len(before[0]) + 1  # the template
+    shutdown_template()
+    assert_nothing_left(before, scratch)
+
+
+def test_without_template_the_zygote_is_our_child() -> None:
+    before = snapshot()
+    sb = Sandbox("direct")
+    sb.fork_from_template = False
+    with sb:
+        assert sb.run("print(context)").output == "direct\n"
+        assert len(child_pids()) == len(before[0]) + 1
+        scratch = sb._res.scratch
+    assert_nothing_left(before, scratch)
+
+
+def test_dead_template_is_replaced() -> None:
+    from rlm_graph.sandbox import template
+
+    current = template._template
+    assert current is not None
+    current.proc.kill()
+    current.proc.wait()
+    with Sandbox("again") as sb:
+        assert sb.run("print(context)").output == "again\n"
+    assert template._template is not None and template._template is not current

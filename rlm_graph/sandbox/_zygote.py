@@ -199,21 +199,19 @@ class Zygote:
             return {"ok": True, "pid": self.fork(msg, fds, context)}
         if op == "signal":
             pid = int(msg["pid"])
-            if pid in self.workers:
+            if pid in self.workers and pid not in self.statuses:
                 os.kill(pid, int(msg["sig"]))
             return {"ok": True}
         if op == "kill":
             pid = int(msg["pid"])
             if pid in self.workers:
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                self.killpg_unreaped(pid)
                 return {"ok": True, "status": self.wait_worker(pid)}
             return {"ok": True, "status": None}
         if op == "kill_others":
             pid = int(msg["pid"])
-            return {"ok": True, "killed": kill_group_except(pid) if pid in self.workers else 0}
+            alive = pid in self.workers and pid not in self.statuses
+            return {"ok": True, "killed": kill_group_except(pid) if alive else 0}
         if op == "shutdown":
             self.shutdown()
         raise ValueError(f"unknown op {op!r}")
@@ -221,12 +219,18 @@ class Zygote:
     def send(self, msg: dict[str, Any]) -> None:
         self.ctl.send(json.dumps(msg).encode())
 
+    def killpg_unreaped(self, pid: int) -> None:
+        """SIGKILL worker ``pid``'s process group, unless reaped (then its pid may be reused)."""
+        if pid in self.statuses:
+            return
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
     def shutdown(self) -> None:
         for pid in list(self.workers):
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                pass
+            self.killpg_unreaped(pid)
         os._exit(0)
 
     def fork(self, msg: dict[str, Any], fds: list[int], context: Any) -> int:
@@ -356,11 +360,14 @@ class Options:
         self.payload_fd = -1
         self.scratch = ""
         self.strict = False
+        self.template = False
         self.paths: list[str] = []
         args = iter(argv)
         for arg in args:
             if arg == "--strict":
                 self.strict = True
+            elif arg == "--template":
+                self.template = True
             elif arg == "--ctl-fd":
                 self.ctl_fd = int(next(args))
             elif arg == "--payload-fd":
@@ -371,19 +378,105 @@ class Options:
                 self.paths.append(next(args))
             else:
                 raise SystemExit(f"_worker.py: unknown argument {arg!r}")
-        if self.ctl_fd < 0 or self.payload_fd < 0 or not self.scratch:
+        if self.ctl_fd < 0 or not (self.template or (self.payload_fd >= 0 and self.scratch)):
             raise SystemExit("_worker.py: --ctl-fd, --payload-fd and --scratch are required")
 
 
 def main(argv: list[str] | None = None) -> None:
     args = Options(sys.argv[1:] if argv is None else argv)
     sys.path.extend(p for p in args.paths if p not in sys.path)
-    os.chdir(args.scratch)
     _set_arena_max()
-    _become_subreaper()
-    # The zygote ignores interrupts; workers restore the default handler after fork.
+    # Zygotes ignore interrupts; workers restore the default handler after fork.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if args.template:
+        Template(args.ctl_fd).serve()
+    else:
+        run_zygote(args, preloaded=False)
+
+
+def run_zygote(args: Options, *, preloaded: bool) -> None:
+    """Receive ``context`` and serve the host's requests until shut down."""
+    os.chdir(args.scratch)
+    _become_subreaper()
     zygote = Zygote(args)
+    zygote.preloaded = preloaded
     with socket.socket(fileno=args.payload_fd) as payload_sock:
         context, size = receive_payload(payload_sock)
     zygote.serve(context, size)
+
+
+class Template:
+    """A warm process that forks new zygotes (process mode): no interpreter start per sandbox.
+
+    It never holds a payload or runs model code. Request: ``{"op": "spawn", "scratch": DIR}`` with
+    three fds (zygote control socket, payload socket, log file); reply: ``{"ok", "pid"}``. It exits
+    when the host closes its control socket.
+    """
+
+    def __init__(self, ctl_fd: int) -> None:
+        self.ctl = socket.socket(fileno=ctl_fd)
+
+    def serve(self) -> None:
+        preload()
+        signal.signal(signal.SIGCHLD, lambda *_: _reap_all())
+        self.ctl.send(b'{"op":"ready"}')
+        while True:
+            try:
+                data, fds, _flags, _addr = socket.recv_fds(self.ctl, CONTROL_MAX, 4)
+            except OSError:
+                data, fds = b"", []
+            if not data:
+                os._exit(0)
+            try:
+                msg = json.loads(data)
+                if msg.get("op") != "spawn" or len(fds) != 3:
+                    raise ValueError("expected spawn with three fds")
+                reply: dict[str, Any] = {"ok": True, "pid": self.spawn(str(msg["scratch"]), fds)}
+            except Exception as exc:  # report to the host, keep serving
+                reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            self.ctl.send(json.dumps(reply).encode())
+
+    def spawn(self, scratch: str, fds: list[int]) -> int:
+        pid = os.fork()
+        if pid:
+            return pid
+        try:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            os.setsid()
+            ctl, payload, log = fds
+            os.dup2(log, 2)
+            self.ctl.detach()
+            keep = {0, 1, 2, ctl, payload}
+            for fd in _open_fds():
+                if fd not in keep:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+            run_zygote(Options(["--ctl-fd", str(ctl), "--payload-fd", str(payload),
+                                "--scratch", scratch]), preloaded=True)  # fmt: skip
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        os._exit(72)
+
+
+def _reap_all() -> None:
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _open_fds() -> list[int]:
+    try:
+        return [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return list(range(3, 256))

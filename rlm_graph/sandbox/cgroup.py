@@ -49,6 +49,11 @@ class PidsCgroup:
         """Writing a pid here moves that process into the cgroup."""
         return os.path.join(self.path, "cgroup.procs")
 
+    def add(self, pid: int) -> None:
+        """Move process ``pid`` into the cgroup (its later children are born inside)."""
+        with open(self.procs_file, "w") as f:
+            f.write(str(pid))
+
     def pids(self) -> list[int]:
         """Processes currently in the cgroup."""
         try:

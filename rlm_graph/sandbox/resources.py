@@ -61,7 +61,9 @@ class Resources:
             os.write(self.wake_w, b"!")
 
     # -- zygote ---------------------------------------------------------------------------------
-    def start_zygote(self, context: Any, *, memory_limit_mb: int | None, timeout: float) -> None:
+    def start_zygote(
+        self, context: Any, *, memory_limit_mb: int | None, timeout: float, use_template: bool
+    ) -> None:
         """Start the zygote, stream it the payload and wait until it holds ``context``."""
         with self.lock:
             if self.closed:
@@ -94,12 +96,17 @@ class Resources:
                     ]  # fmt: skip
                 return argv
 
-            zygote, data = ZygoteProcess.spawn(
-                argv_for,
-                env={"MALLOC_ARENA_MAX": "2"},
-                cwd=scratch,
-                log_path=os.path.join(scratch, ".zygote.log"),
-            )
+            log_path = os.path.join(scratch, ".zygote.log")
+            zygote, data = None, None
+            if self.mode == "process" and use_template:
+                with contextlib.suppress(OSError, SandboxError):
+                    zygote, data = ZygoteProcess.fork_from_template(
+                        _site_dirs(), scratch=scratch, log_path=log_path, cgroup=self.cgroup
+                    )
+            if zygote is None or data is None:
+                zygote, data = ZygoteProcess.spawn(
+                    argv_for, env={"MALLOC_ARENA_MAX": "2"}, cwd=scratch, log_path=log_path
+                )
             self.zygote = zygote
             try:
                 with data:
@@ -234,8 +241,7 @@ class Resources:
             with contextlib.suppress(OSError):
                 os.killpg(worker.pid, signal.SIGKILL)
         if zygote is not None:
-            with contextlib.suppress(OSError):
-                os.killpg(zygote.proc.pid, signal.SIGKILL)
+            zygote.kill()
         if cgroup is not None:
             cgroup.kill_all()
 

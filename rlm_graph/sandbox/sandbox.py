@@ -66,6 +66,9 @@ class Sandbox:
     max_in_flight: int = 256
     #: Seconds allowed for the zygote to load the payload.
     start_timeout: float = 120.0
+    #: Process mode: fork new zygotes from a shared warm template process instead of starting
+    #: an interpreter per sandbox (see :mod:`rlm_graph.sandbox.template`).
+    fork_from_template: bool = True
 
     def __init__(
         self,
@@ -242,7 +245,10 @@ class Sandbox:
             if self._res.zygote is not None:
                 raise ZygoteDied(self._res.zygote.death_reason())
             self._res.start_zygote(
-                self.context, memory_limit_mb=self.memory_limit_mb, timeout=self.start_timeout
+                self.context,
+                memory_limit_mb=self.memory_limit_mb,
+                timeout=self.start_timeout,
+                use_template=self.fork_from_template,
             )
         if self._res.worker is None:
             self._res.fork_worker(self._fork_params())

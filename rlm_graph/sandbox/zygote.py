@@ -12,8 +12,9 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
+from .cgroup import PidsCgroup
 from .errors import SandboxError
 
 WORKER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_worker.py")
@@ -24,10 +25,21 @@ class ZygoteDied(SandboxError):
     """The zygote process exited or stopped answering."""
 
 
+class Process(Protocol):
+    """What we need of the zygote process: a ``Popen``, or a template-forked process."""
+
+    pid: int
+    returncode: int | None
+
+    def poll(self) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+    def kill(self) -> None: ...
+
+
 class ZygoteProcess:
     """A running zygote and its control socket (SOCK_SEQPACKET, so messages keep their bounds)."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], ctl: socket.socket, log_path: str) -> None:
+    def __init__(self, proc: Process, ctl: socket.socket, log_path: str) -> None:
         self.proc = proc
         self.ctl = ctl
         self.log_path = log_path
@@ -66,6 +78,36 @@ class ZygoteProcess:
                     start_new_session=True,
                     close_fds=True,
                 )
+        except BaseException:
+            host_end.close()
+            data_host.close()
+            raise
+        finally:
+            child_end.close()
+            data_child.close()
+        return cls(proc, host_end, log_path), data_host
+
+    @classmethod
+    def fork_from_template(
+        cls, paths: list[str], *, scratch: str, log_path: str, cgroup: PidsCgroup | None
+    ) -> tuple[ZygoteProcess, socket.socket]:
+        """Like :meth:`spawn`, but forked from the shared warm template process."""
+        from .template import spawn_zygote
+
+        host_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        data_host, data_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with open(log_path, "wb") as log:
+                fds = (child_end.fileno(), data_child.fileno(), log.fileno())
+                proc = spawn_zygote(paths, scratch, fds)
+            if cgroup is not None:
+                # Before it gets the payload, so before it can fork anything.
+                try:
+                    cgroup.add(proc.pid)
+                except OSError:
+                    proc.kill()
+                    proc.close()
+                    raise
         except BaseException:
             host_end.close()
             data_host.close()
@@ -136,6 +178,11 @@ class ZygoteProcess:
         """Whether the zygote process is still running."""
         return self.proc.poll() is None
 
+    def kill(self) -> None:
+        """SIGKILL the zygote (safe against pid reuse); its workers are killed separately."""
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+
     def close(self) -> None:
         """Ask the zygote to kill its workers and exit; kill it if it does not."""
         if self.proc.poll() is None:
@@ -144,14 +191,11 @@ class ZygoteProcess:
             try:
                 self.proc.wait(0.5)
             except subprocess.TimeoutExpired:
-                with contextlib.suppress(OSError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.kill()
+                self.kill()
                 self.proc.wait()
-        else:
-            # Already dead: its orphans (workers) may survive in its process group.
-            with contextlib.suppress(OSError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
+        closer = getattr(self.proc, "close", None)
+        if closer is not None:
+            closer()
         self.ctl.close()
 
 
