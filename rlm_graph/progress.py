@@ -305,14 +305,21 @@ class PlainProgress(Progress):
 
 
 class LiveTree(Progress):
-    """A rich tree redrawn in place: runs → iterations → sub-calls, for a terminal."""
+    """A rich tree redrawn in place: runs → iterations → sub-calls, for a terminal.
+
+    While running, each run shows only its latest iterations so the tree fits on screen (rich
+    crops what does not fit, and the bottom is where the news is); the full tree is printed
+    once at the end.
+    """
+
+    RECENT = 3
 
     def __init__(self, builder: TraceBuilder, console: Console | None = None) -> None:
         super().__init__(builder)
         self.console = console if console is not None else Console(stderr=True)
         # transient: the cropped live view is replaced by one full render at the end.
         self.live = Live(
-            self.render(),
+            self.render(recent=self.RECENT),
             console=self.console,
             refresh_per_second=8,
             transient=True,
@@ -321,20 +328,20 @@ class LiveTree(Progress):
         self.live.start()
 
     def on_event(self, event: Mapping[str, Any]) -> None:
-        self.live.update(self.render())
+        self.live.update(self.render(recent=self.RECENT))
 
     def close(self) -> None:
         if self.live.is_started:
             self.live.stop()
             self.console.print(self.render())
 
-    def render(self) -> RenderableType:
-        """The whole tree as a rich renderable."""
+    def render(self, recent: int | None = None) -> RenderableType:
+        """The tree as a rich renderable; ``recent`` keeps only each run's last iterations."""
         root = self.builder.root
         if root is None:
             return Group("[dim]starting…[/dim]")
         tree = Tree(self._run_label(root), guide_style="dim")
-        self._add_run(tree, root)
+        self._add_run(tree, root, recent)
         return tree
 
     def _run_label(self, run: _Run) -> str:
@@ -345,8 +352,12 @@ class LiveTree(Progress):
         ctx = f" [dim]({run.context_type}, {run.context_chars} chars)[/dim]"
         return f"[bold]{status} d{run.depth}[/bold] {escape(shorten(run.query, 60))}{ctx}{tail}"
 
-    def _add_run(self, node: Tree, run: _Run) -> None:
-        for it in run.iterations:
+    def _add_run(self, node: Tree, run: _Run, recent: int | None = None) -> None:
+        shown = run.iterations
+        if recent is not None and len(shown) > recent:
+            node.add(f"[dim]… {len(shown) - recent} earlier iteration(s)[/dim]")
+            shown = shown[-recent:]
+        for it in shown:
             branch = node.add(self._iteration_label(it))
             for call in it.subcalls.values():
                 # rlm calls that spawned a child run are drawn as that run, not twice.
@@ -362,7 +373,7 @@ class LiveTree(Progress):
             for child_id in it.children:
                 child = self.builder.runs.get(child_id)
                 if child is not None:
-                    self._add_run(branch.add(self._run_label(child)), child)
+                    self._add_run(branch.add(self._run_label(child)), child, recent)
         if run.answer is not None:
             node.add(
                 f"[green]answer[/green] {escape(shorten(run.answer, 70))!r} "

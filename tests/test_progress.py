@@ -137,3 +137,20 @@ def test_shorten() -> None:
     assert shorten("a\n  b") == "a b"
     assert shorten("x" * 10, 5) == "xxxx…"
     assert shorten(None) == ""
+
+
+def test_live_view_keeps_the_latest_iterations_and_the_end_shows_all() -> None:
+    builder = TraceBuilder()
+    builder.add(_ev("run_start", "R", None, 0, 0, 0.0, query="q", context_type="str"))
+    for n in range(1, 8):
+        builder.add(_ev("model_reply", "R", None, 0, n, n, thought=f"step{n}", n_code_blocks=0))
+    buf = io.StringIO()
+    console = Console(file=buf, width=200, force_terminal=False, color_system=None)
+    live = LiveTree(builder, console=console)
+    console.print(live.render(recent=LiveTree.RECENT))
+    window = buf.getvalue()
+    assert "4 earlier iteration(s)" in window
+    assert "step7" in window and "step5" in window and "step4" not in window
+    buf.truncate(0)
+    live.close()
+    assert all(f"step{n}" in buf.getvalue() for n in range(1, 8))
