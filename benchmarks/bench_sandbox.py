@@ -55,11 +55,12 @@ def callback_round_trip(mode: str, n: int) -> float:
         return float(sb.run(code).output)
 
 
-def first_block(mode: str, payload: str, n: int) -> float:
+def first_block(mode: str, payload: str, n: int, template: bool = True) -> float:
     samples = []
     for _ in range(n):
         t = time.perf_counter()
         with Sandbox(payload, mode=mode) as sb:  # type: ignore[arg-type]
+            sb.fork_from_template = template
             result = sb.run("len(context)")
             samples.append(time.perf_counter() - t)
         assert result.output.strip() == str(len(payload)), result
@@ -174,6 +175,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     args = parser.parse_args()
     reps = 3 if args.quick else 1
+    load_before = os.getloadavg()[0]
     mode = args.mode
     rows: list[tuple[str, str, str]] = []
 
@@ -186,6 +188,11 @@ def main() -> None:
         secs = timed(f"first block {size // MB} MB", first_block, mode, payload, n)
         rows.append((f"time to first block, {size // MB:,} MB text", f"{secs:.3f} s", target))
         del payload
+    if mode == "process":
+        secs = timed("first block, no template", first_block, mode, text_payload(MB), 15, False)
+        rows.append(
+            ("time to first block, 1 MB text, zygote not from the template", f"{secs:.3f} s", "")
+        )
     block, restart = timed("restart", restart_after_kill, mode, text_payload(100 * MB), 15 // reps)
     rows.append(
         (
@@ -206,7 +213,8 @@ def main() -> None:
     print()
     print(
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}, "
-        f"Python {platform.python_version()}; mode={mode}"
+        f"Python {platform.python_version()}; mode={mode}; load average {load_before:.1f} "
+        f"before, {os.getloadavg()[0]:.1f} after"
     )
     print()
     print("| measure | median | target |")
