@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
@@ -261,33 +261,27 @@ class Handlers:
         child_input: dict[str, Any] = {"query": query}
         if context is not None:
             child_input["context"] = context
+        answer, error = "", None
         try:
             out = self.invoke_child(child_input, child_config, dataclasses.asdict(run.ctx))
+            run.add_usage(out["usage"])
+            answer = str(out["answer"])
+            return answer
         except BaseException as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
             run.emit(
                 "subcall_end",
                 call_id=call_id,
                 kind="rlm",
                 seconds=round(time.monotonic() - start, 4),
-                answer="",
-                error=f"{type(exc).__name__}: {exc}",
+                answer=preview(answer),
+                error=error,
                 child_run_id=child_id,
             )
-            raise
-        run.add_usage(out["usage"])
-        answer = str(out["answer"])
-        run.emit(
-            "subcall_end",
-            call_id=call_id,
-            kind="rlm",
-            seconds=round(time.monotonic() - start, 4),
-            answer=preview(answer),
-            error=None,
-            child_run_id=child_id,
-        )
-        return answer
 
-    def _plain(self, prompt: str, *, kind: str) -> str:
+    def _plain(self, prompt: str, *, kind: Literal["llm", "rlm"]) -> str:
         run = self.run
         call_id = new_id()
         run.emit("subcall_start", call_id=call_id, kind=kind, prompt=preview(prompt))
