@@ -300,6 +300,10 @@ def build_graph(
         if run.sandbox is None:
             handlers = Handlers(run, lambda: models.sub(run.ctx), invoke_child)
             run.sandbox = _open_sandbox(run, state, handlers)
+        left = run.budget.remaining()["seconds"]
+        # The tree's deadline also bounds a block (at least 1 s, so the block can still report).
+        if left is not None:
+            run.sandbox.exec_timeout = min(run.ctx.exec_timeout, max(1.0, float(left)))
         return run, run.sandbox
 
     def observe(state: State, config: RunnableConfig, runtime: Runtime[Context]) -> dict[str, Any]:

@@ -273,6 +273,17 @@ def test_deadline_stops_the_tree() -> None:
     assert 1 <= model.calls < 20  # far fewer than max_iterations: the deadline cut it short
 
 
+def test_deadline_bounds_a_running_block() -> None:
+    import time
+
+    model = FakeChatModel(respond=scripted(code("while True:\n    pass"), final("x")))
+    began = time.monotonic()
+    out = build_graph(model=model, max_seconds=1.5).invoke({"query": "q"})
+    assert time.monotonic() - began < 20  # exec_timeout is 60 s: the deadline cut the block
+    assert out["stopped_reason"] == "budget"
+    assert model.calls == 1
+
+
 def test_usage_totals_across_the_tree() -> None:
     def respond(messages: list[BaseMessage]) -> str:
         if is_subcall(messages):
