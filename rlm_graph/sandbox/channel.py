@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
+import signal
 import socket
 import threading
 from typing import Any
@@ -47,8 +49,16 @@ class FrameReader:
 class WorkerHandle:
     """One forked worker as the host sees it."""
 
-    def __init__(self, pid: int, sock: socket.socket, out_fd: int, max_frame_bytes: int) -> None:
+    def __init__(
+        self, pid: int, sock: socket.socket, out_fd: int, max_frame_bytes: int, *, host_pid: bool
+    ) -> None:
         self.pid = pid
+        # A pidfd pins the process: signals through it can never hit a process that reused the
+        # pid. Only possible when ``pid`` is in our pid namespace (process mode).
+        self.pidfd: int | None = None
+        if host_pid:
+            with contextlib.suppress(OSError, AttributeError):
+                self.pidfd = os.pidfd_open(pid)
         self.sock = sock
         self.out_fd = out_fd
         self.reader = FrameReader(max_frame_bytes)
@@ -67,6 +77,23 @@ class WorkerHandle:
                 return False
         return True
 
+    def signal(self, sig: int) -> bool:
+        """Send ``sig`` to the worker itself; ``False`` if it cannot be done from the host."""
+        if self.pidfd is None:
+            return False
+        with contextlib.suppress(OSError):
+            signal.pidfd_send_signal(self.pidfd, sig)
+        return True
+
+    def kill_group(self) -> None:
+        """SIGKILL the worker's process group, but only while the worker itself still exists
+        (so its pid, which is the group id, cannot have been reused)."""
+        if self.pidfd is None:
+            return
+        with contextlib.suppress(OSError):
+            if not select.select([self.pidfd], [], [], 0)[0]:
+                os.killpg(self.pid, signal.SIGKILL)
+
     def close(self) -> None:
         """Close the host's ends of the socket and pipe."""
         if self.closed:
@@ -81,3 +108,6 @@ class WorkerHandle:
         self.sock.close()
         with contextlib.suppress(OSError):
             os.close(self.out_fd)
+        if self.pidfd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.pidfd)

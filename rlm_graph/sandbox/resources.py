@@ -10,7 +10,6 @@ import contextlib
 import os
 import select
 import shutil
-import signal
 import socket
 import sys
 import tempfile
@@ -155,7 +154,13 @@ class Resources:
                 child_sock.close()
                 os.close(out_w)
             os.set_blocking(out_r, False)
-            worker = WorkerHandle(int(reply["pid"]), host_sock, out_r, params["max_frame_bytes"])
+            worker = WorkerHandle(
+                int(reply["pid"]),
+                host_sock,
+                out_r,
+                params["max_frame_bytes"],
+                host_pid=self.mode == "process",
+            )
             self.worker = worker
         self._wait_ready(worker)
         return worker
@@ -184,18 +189,14 @@ class Resources:
 
     def signal_worker(self, worker: WorkerHandle, sig: int) -> None:
         """Send ``sig`` to the worker process (directly when its pid is the host's view)."""
-        if self.mode == "process":
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(worker.pid, sig)
+        if worker.signal(sig):
             return
         self._live_zygote().request({"op": "signal", "pid": worker.pid, "sig": int(sig)})
 
     def kill_worker(self, worker: WorkerHandle) -> int | None:
         """Kill the worker's process group, reap it and return its wait status."""
         with self.lock:
-            if self.mode == "process":
-                with contextlib.suppress(OSError):
-                    os.killpg(worker.pid, signal.SIGKILL)
+            worker.kill_group()
             try:
                 reply = self._live_zygote().request({"op": "kill", "pid": worker.pid})
             finally:
@@ -221,9 +222,7 @@ class Resources:
         worker, self.worker = self.worker, None
         if worker is None:
             return
-        if self.mode == "process":
-            with contextlib.suppress(OSError):
-                os.killpg(worker.pid, signal.SIGKILL)
+        worker.kill_group()
         worker.close()
 
     def _live_zygote(self) -> ZygoteProcess:
@@ -237,9 +236,8 @@ class Resources:
     def kill_processes(self) -> None:
         """SIGKILL every process of the sandbox without touching fds (safe from any thread)."""
         worker, zygote, cgroup = self.worker, self.zygote, self.cgroup
-        if worker is not None and self.mode == "process":
-            with contextlib.suppress(OSError):
-                os.killpg(worker.pid, signal.SIGKILL)
+        if worker is not None:
+            worker.kill_group()
         if zygote is not None:
             zygote.kill()
         if cgroup is not None:
