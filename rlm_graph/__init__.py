@@ -5,6 +5,7 @@ Public API (imported lazily so ``import rlm_graph`` and the sandbox worker stay 
 - :func:`build_graph` — the compiled RLM graph.
 - :class:`Context` — its per-run settings (the graph's context schema).
 - :func:`resolve_model` — ``"provider/model"`` spec → LangChain chat model.
+- :class:`InputError` — the ``ValueError`` raised for unusable graph input.
 """
 
 from __future__ import annotations
@@ -18,14 +19,16 @@ if TYPE_CHECKING:
     from rlm_graph.context import Context
     from rlm_graph.graph import build_graph
     from rlm_graph.models import resolve_model
+    from rlm_graph.prompts import InputError
 
 _LAZY = {
     "build_graph": "rlm_graph.graph",
     "Context": "rlm_graph.context",
     "resolve_model": "rlm_graph.models",
+    "InputError": "rlm_graph.prompts",
 }
 
-__all__ = ["Context", "__version__", "build_graph", "resolve_model"]
+__all__ = ["Context", "InputError", "__version__", "build_graph", "resolve_model"]
 
 
 def __getattr__(name: str) -> Any:
