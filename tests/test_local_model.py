@@ -68,8 +68,13 @@ _SCRIPT = textwrap.dedent(
 )
 
 
+def _env() -> dict[str, str]:
+    # A Thought and a short code block fit in 160 tokens; a smaller cap keeps the tier fast.
+    return {**os.environ, "RLM_LOCAL_MAX_TOKENS": os.environ.get("RLM_LOCAL_MAX_TOKENS", "160")}
+
+
 def _run(spec: dict[str, Any]) -> dict[str, Any]:
-    env = {**os.environ, "RLM_LOCAL_THREADS": os.environ.get("RLM_LOCAL_THREADS", "2")}
+    env = _env()
     proc = subprocess.run(
         [sys.executable, "-c", _SCRIPT, json.dumps(spec)],
         cwd=ROOT,
@@ -105,7 +110,7 @@ def _wait_gone(pids: list[int]) -> list[int]:
 
 def test_end_to_end_long_input_and_server_stops_at_exit() -> None:
     # ~120k chars of log ≈ 40k tokens: several times the 8k-token window.
-    out = _run({"task": "demo", "chars": 120_000, "max_depth": 1, "max_iterations": 3})
+    out = _run({"task": "demo", "chars": 120_000, "max_depth": 1, "max_iterations": 2})
     assert out["context_chars"] >= 120_000
     assert isinstance(out["answer"], str) and out["answer"].strip()
     assert out["iterations"] >= 1
@@ -152,11 +157,12 @@ def test_demo_command_exits_zero() -> None:
             "--chars",
             "60000",
             "--max-iterations",
-            "3",
+            "2",
             "--model",
             "local",
         ],
         cwd=ROOT,
+        env=_env(),
         capture_output=True,
         text=True,
         timeout=1100,
