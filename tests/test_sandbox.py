@@ -367,18 +367,21 @@ def test_oversize_frame_refused_in_worker() -> None:
         assert sb.run("print(llm_query('x' * 10))").output == "10\n"
 
 
-def test_oversize_frame_refused_by_host() -> None:
-    # Model code can bypass its own helpers and write a huge header on the protocol socket.
-    code = (
+def forged_frame(header_length: int, body: str) -> str:
+    """Model code that bypasses its helpers and writes a frame of its own on the protocol fd."""
+    return (
         "import socket, struct\n"
         "s = socket.socket(fileno=3)\n"
-        "s.sendall(struct.pack('>I', 10**8) + b'{' * 5000)\n"
+        f"s.sendall(struct.pack('>I', {header_length}) + {body!r}.encode())\n"
         "import time; time.sleep(5)"
     )
+
+
+def test_oversize_frame_refused_by_host() -> None:
     with Sandbox(exec_timeout=3) as sb:
         sb.max_frame_bytes = 1000
         sb.run("x = 1")
-        result = sb.run(code)
+        result = sb.run(forged_frame(10**8, "{" * 5000))
         assert result.restarted
         assert result.error is not None
         assert "frame of 100,000,000 bytes, over the limit of 1,000 bytes" in result.error
@@ -386,14 +389,8 @@ def test_oversize_frame_refused_by_host() -> None:
 
 
 def test_malformed_frame_is_a_protocol_error() -> None:
-    code = (
-        "import socket, struct\n"
-        "s = socket.socket(fileno=3)\n"
-        "s.sendall(struct.pack('>I', 3) + b'{{{')\n"
-        "import time; time.sleep(5)"
-    )
     with Sandbox(exec_timeout=3) as sb:
-        result = sb.run(code)
+        result = sb.run(forged_frame(3, "{{{"))
     assert result.restarted and result.error is not None and "malformed" in result.error
 
 

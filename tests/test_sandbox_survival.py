@@ -166,12 +166,8 @@ def test_grandchildren_are_killed_with_the_group(sandbox: Sandbox) -> None:
     )
     result = sandbox.run(code)
     assert_restarted(result)
-    pid = int(result.output.split()[0])
     # In process mode the pid printed is the host's pid of the grandchild.
-    deadline = time.monotonic() + 5
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not _alive(pid)
+    assert _gone(int(result.output.split()[0]))
     assert not _cmdline_running("sleep 301")
     assert_usable(sandbox, variables_kept=False)
 
@@ -185,11 +181,7 @@ def test_grandchild_of_interrupted_block_is_killed(sandbox: Sandbox) -> None:
     )
     result = sandbox.run(code)
     assert result.timed_out and not result.restarted
-    pid = int(result.output.split()[0])
-    deadline = time.monotonic() + 5
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not _alive(pid)
+    assert _gone(int(result.output.split()[0]))
     assert_usable(sandbox, variables_kept=True)
 
 
@@ -226,6 +218,13 @@ def test_zygote_death_restarts_everything(sandbox: Sandbox) -> None:
     assert result.restarted and result.output == "12\n"
     assert result.error is not None and "LOST" in result.error
     assert_usable(sandbox, variables_kept=False)
+
+
+def _gone(pid: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return not _alive(pid)
 
 
 def _alive(pid: int) -> bool:

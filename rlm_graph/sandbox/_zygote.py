@@ -16,6 +16,7 @@ import resource
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import _frames
@@ -146,13 +147,7 @@ class Zygote:
         self.preloaded = False
 
     def reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, status in reap_children():
             if pid in self.workers:
                 self.statuses[pid] = status
 
@@ -169,28 +164,19 @@ class Zygote:
     def serve(self, context: Any, payload_bytes: int) -> None:
         signal.signal(signal.SIGCHLD, lambda *_: self.reap())
         self.send({"op": "ready", "vm_size": vm_size_bytes(), "payload_bytes": payload_bytes})
-        while True:
-            try:
-                data, fds, _flags, _addr = socket.recv_fds(self.ctl, CONTROL_MAX, 4)
-            except OSError:
-                data, fds = b"", []
-            if not data:
-                self.shutdown()
-            msg = json.loads(data)
-            op = msg.get("op")
-            try:
-                reply = self.dispatch(op, msg, fds, context)
-            except Exception as exc:  # report to the host, keep serving
-                reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-            finally:
-                for fd in fds:
-                    os.close(fd)
-            self.send(reply)
-            if not self.preloaded:
-                # After the first worker is running, not before: it keeps time-to-first-block
-                # short, and every later worker still starts with these imports done.
-                self.preloaded = True
-                preload()
+        serve_requests(
+            self.ctl,
+            lambda msg, fds: self.dispatch(str(msg.get("op")), msg, fds, context),
+            on_eof=self.shutdown,
+            after=self.preload_once,
+        )
+
+    def preload_once(self) -> None:
+        if not self.preloaded:
+            # After the first worker is running, not before: it keeps time-to-first-block
+            # short, and every later worker still starts with these imports done.
+            self.preloaded = True
+            preload()
 
     def dispatch(
         self, op: str, msg: dict[str, Any], fds: list[int], context: Any
@@ -418,26 +404,14 @@ class Template:
 
     def serve(self) -> None:
         preload()
-        signal.signal(signal.SIGCHLD, lambda *_: _reap_all())
+        signal.signal(signal.SIGCHLD, lambda *_: reap_children())
         self.ctl.send(b'{"op":"ready"}')
-        while True:
-            try:
-                data, fds, _flags, _addr = socket.recv_fds(self.ctl, CONTROL_MAX, 4)
-            except OSError:
-                data, fds = b"", []
-            if not data:
-                os._exit(0)
-            try:
-                msg = json.loads(data)
-                if msg.get("op") != "spawn" or len(fds) != 3:
-                    raise ValueError("expected spawn with three fds")
-                reply: dict[str, Any] = {"ok": True, "pid": self.spawn(str(msg["scratch"]), fds)}
-            except Exception as exc:  # report to the host, keep serving
-                reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-            finally:
-                for fd in fds:
-                    os.close(fd)
-            self.ctl.send(json.dumps(reply).encode())
+        serve_requests(self.ctl, self.handle, on_eof=lambda: os._exit(0))
+
+    def handle(self, msg: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        if msg.get("op") != "spawn" or len(fds) != 3:
+            raise ValueError("expected spawn with three fds")
+        return {"ok": True, "pid": self.spawn(str(msg["scratch"]), fds)}
 
     def spawn(self, scratch: str, fds: list[int]) -> int:
         pid = os.fork()
@@ -465,14 +439,48 @@ class Template:
         os._exit(72)
 
 
-def _reap_all() -> None:
+def serve_requests(
+    ctl: socket.socket,
+    handle: Callable[[dict[str, Any], list[int]], dict[str, Any]],
+    *,
+    on_eof: Callable[[], None],
+    after: Callable[[], None] | None = None,
+) -> None:
+    """Answer the host's requests (JSON, maybe with fds) on ``ctl`` until it hangs up."""
     while True:
         try:
-            pid, _status = os.waitpid(-1, os.WNOHANG)
+            data, fds, _flags, _addr = socket.recv_fds(ctl, CONTROL_MAX, 4)
+        except OSError:
+            data, fds = b"", []
+        if not data:
+            on_eof()
+            return
+        try:
+            reply = handle(json.loads(data), fds)
+        except Exception as exc:  # report to the host, keep serving
+            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            for fd in fds:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        ctl.send(json.dumps(reply).encode())
+        if after is not None:
+            after()
+
+
+def reap_children() -> list[tuple[int, int]]:
+    """Reap every exited child; returns their ``(pid, wait status)``."""
+    reaped: list[tuple[int, int]] = []
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return reaped
         if pid == 0:
-            return
+            return reaped
+        reaped.append((pid, status))
 
 
 def _open_fds() -> list[int]:

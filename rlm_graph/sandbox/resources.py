@@ -249,11 +249,8 @@ class Resources:
             if self.closed:
                 return
             self.kill_processes()
+            self.stop_zygote()
             self.closed = True
-            self._drop_worker()
-            if self.zygote is not None:
-                self.zygote.close()
-                self.zygote = None
             if self.cgroup is not None:
                 self.cgroup.remove()
                 self.cgroup = None

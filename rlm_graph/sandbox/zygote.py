@@ -11,7 +11,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from .cgroup import PidsCgroup
@@ -61,9 +61,7 @@ class ZygoteProcess:
         ``argv_for_fds(control_fd, payload_fd)`` builds its argv. The caller streams the payload
         into the returned socket, closes it, then calls :meth:`wait_ready`.
         """
-        host_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        data_host, data_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
+        with _socket_pairs() as (host_end, child_end, data_host, data_child):
             fds = (child_end.fileno(), data_child.fileno())
             argv = argv_for_fds(*fds)
             with open(log_path, "wb") as log:
@@ -78,13 +76,6 @@ class ZygoteProcess:
                     start_new_session=True,
                     close_fds=True,
                 )
-        except BaseException:
-            host_end.close()
-            data_host.close()
-            raise
-        finally:
-            child_end.close()
-            data_child.close()
         return cls(proc, host_end, log_path), data_host
 
     @classmethod
@@ -94,9 +85,7 @@ class ZygoteProcess:
         """Like :meth:`spawn`, but forked from the shared warm template process."""
         from .template import spawn_zygote
 
-        host_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        data_host, data_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
+        with _socket_pairs() as (host_end, child_end, data_host, data_child):
             with open(log_path, "wb") as log:
                 fds = (child_end.fileno(), data_child.fileno(), log.fileno())
                 proc = spawn_zygote(paths, scratch, fds)
@@ -108,13 +97,6 @@ class ZygoteProcess:
                     proc.kill()
                     proc.close()
                     raise
-        except BaseException:
-            host_end.close()
-            data_host.close()
-            raise
-        finally:
-            child_end.close()
-            data_child.close()
         return cls(proc, host_end, log_path), data_host
 
     def wait_ready(self, timeout: float) -> None:
@@ -197,6 +179,26 @@ class ZygoteProcess:
         if closer is not None:
             closer()
         self.ctl.close()
+
+
+@contextlib.contextmanager
+def _socket_pairs() -> Iterator[tuple[socket.socket, socket.socket, socket.socket, socket.socket]]:
+    """Control (SEQPACKET) and payload (STREAM) socketpairs for a new zygote.
+
+    The zygote's ends are always closed on exit (it holds its own copies by then); ours only if
+    starting it failed.
+    """
+    host_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    data_host, data_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        yield host_end, child_end, data_host, data_child
+    except BaseException:
+        host_end.close()
+        data_host.close()
+        raise
+    finally:
+        child_end.close()
+        data_child.close()
 
 
 def _describe_status(code: int) -> str:
