@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Iterator
 
 import pytest
 
-from rlm_graph.sandbox import ExecResult, Sandbox
+from rlm_graph.sandbox import ExecResult, Sandbox, strict
 
 TIMEOUT = 1.0
 
 
-@pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox("payload text", "q", exec_timeout=TIMEOUT, max_processes=64) as sb:
+@pytest.fixture(params=["process", pytest.param("strict", marks=pytest.mark.strict_sandbox)])
+def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+    """The same hostile blocks in both modes (strict: pids are namespaced, bwrap in between)."""
+    if request.param == "strict":
+        reason = strict.userns_disabled_reason()
+        if reason is not None:
+            pytest.skip(f"the kernel forbids user namespaces here: {reason}")
+    with Sandbox(
+        "payload text", "q", mode=request.param, exec_timeout=TIMEOUT, max_processes=64
+    ) as sb:
         sb.run("kept = 'still here'")
         yield sb
 
@@ -88,7 +94,7 @@ def test_fork_bomb_is_contained(sandbox: Sandbox) -> None:
     # Nothing the bomb forked survives the block.
     count = sandbox.run("import os\nprint(len(os.listdir('/proc/self/task')))")
     assert count.error is None
-    if sandbox._res.cgroup is not None:
+    if sandbox._res.cgroup is not None and sandbox.mode == "process":
         assert len(sandbox._res.cgroup.pids()) == 2  # zygote + worker
 
 
@@ -166,9 +172,8 @@ def test_grandchildren_are_killed_with_the_group(sandbox: Sandbox) -> None:
     )
     result = sandbox.run(code)
     assert_restarted(result)
-    # In process mode the pid printed is the host's pid of the grandchild.
-    assert _gone(int(result.output.split()[0]))
-    assert not _cmdline_running("sleep 301")
+    assert _gone_in(sandbox, int(result.output.split()[0]))
+    assert _gone_in(sandbox, "sleep 301")
     assert_usable(sandbox, variables_kept=False)
 
 
@@ -181,7 +186,7 @@ def test_grandchild_of_interrupted_block_is_killed(sandbox: Sandbox) -> None:
     )
     result = sandbox.run(code)
     assert result.timed_out and not result.restarted
-    assert _gone(int(result.output.split()[0]))
+    assert _gone_in(sandbox, int(result.output.split()[0]))
     assert_usable(sandbox, variables_kept=True)
 
 
@@ -220,28 +225,38 @@ def test_zygote_death_restarts_everything(sandbox: Sandbox) -> None:
     assert_usable(sandbox, variables_kept=False)
 
 
-def _gone(pid: int, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return not _alive(pid)
-
-
-def _alive(pid: int) -> bool:
+def _gone_in(sb: Sandbox, target: int | str) -> bool:
+    """Whether a process (pid, or exact command line) is gone, as seen from inside the sandbox
+    (in strict mode pids are namespaced). Polls for up to 5 s."""
+    code = (
+        "import os, time\n"
+        "def alive(pid):\n"
+        "    try:\n"
+        "        with open(f'/proc/{pid}/stat') as f:\n"
+        "            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'\n"
+        "    except OSError:\n"
+        "        return False\n"
+        "def matches(pid):\n"
+        f"    if isinstance({target!r}, int):\n"
+        f"        return pid == {target!r}\n"
+        "    try:\n"
+        "        with open(f'/proc/{pid}/cmdline', 'rb') as f:\n"
+        f"            return f.read().replace(b'\\0', b' ').strip() == {str(target).encode()!r}\n"
+        "    except OSError:\n"
+        "        return False\n"
+        "deadline = time.monotonic() + 5\n"
+        "while True:\n"
+        "    live = [p for p in map(int, filter(str.isdigit, os.listdir('/proc')))\n"
+        "            if matches(p) and alive(p)]\n"
+        "    if not live or time.monotonic() > deadline:\n"
+        "        break\n"
+        "    time.sleep(0.01)\n"
+        "print(not live)"
+    )
+    sb.exec_timeout = 10
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _cmdline_running(text: str) -> bool:
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if f.read().replace(b"\0", b" ").strip() == text.encode():
-                        return _alive(int(entry))
-            except OSError:
-                continue
-    return False
+        result = sb.run(code)
+    finally:
+        sb.exec_timeout = TIMEOUT
+    assert result.error is None, result.error
+    return result.output == "True\n"

@@ -191,13 +191,17 @@ class Zygote:
         if op == "kill":
             pid = int(msg["pid"])
             if pid in self.workers:
-                self.killpg_unreaped(pid)
-                return {"ok": True, "status": self.wait_worker(pid)}
+                if pid not in self.statuses:
+                    kill_started_by(pid, include_worker=True)
+                status = self.wait_worker(pid)
+                kill_strays(keep=self.workers, reap=self.reap)
+                return {"ok": True, "status": status}
             return {"ok": True, "status": None}
         if op == "kill_others":
             pid = int(msg["pid"])
             alive = pid in self.workers and pid not in self.statuses
-            return {"ok": True, "killed": kill_group_except(pid) if alive else 0}
+            killed = kill_started_by(pid, include_worker=False) if alive else 0
+            return {"ok": True, "killed": killed}
         if op == "shutdown":
             self.shutdown()
         raise ValueError(f"unknown op {op!r}")
@@ -264,11 +268,20 @@ class Zygote:
         worker.serve()
 
 
-def kill_group_except(pgid: int) -> int:
-    """SIGKILL every process of process group ``pgid`` except its leader; returns how many."""
+def kill_started_by(worker: int, *, include_worker: bool) -> int:
+    """SIGKILL what worker ``worker`` started: its process group and all its descendants, also
+    those that left the group with ``setsid``. Repeats until nothing is left (a dying parent's
+    children are reparented, a forking one makes new ones); returns how many were killed."""
     killed = 0
     for _round in range(50):
-        victims = [pid for pid in _group_members(pgid) if pid != pgid]
+        table = _proc_table()
+        victims = _descendants(worker, table) | {
+            pid for pid, (_ppid, pgrp) in table.items() if pgrp == worker
+        }
+        if include_worker and worker in table:
+            victims.add(worker)
+        else:
+            victims.discard(worker)
         if not victims:
             break
         for pid in victims:
@@ -280,8 +293,40 @@ def kill_group_except(pgid: int) -> int:
     return killed
 
 
-def _group_members(pgid: int) -> list[int]:
-    members = []
+def kill_strays(keep: set[int], reap: Callable[[], None]) -> None:
+    """SIGKILL our children other than ``keep``: orphans reparented to us, the subreaper."""
+    me = os.getpid()
+    for _round in range(50):
+        victims = [
+            pid for pid, (ppid, _pgrp) in _proc_table().items() if ppid == me and pid not in keep
+        ]
+        if not victims:
+            return
+        for pid in victims:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        reap()
+
+
+def _descendants(root: int, table: dict[int, tuple[int, int]]) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _pgrp) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found: set[int] = set()
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _proc_table() -> dict[int, tuple[int, int]]:
+    """pid -> (ppid, process group) of every live (non-zombie) process we can see."""
+    table = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -292,9 +337,9 @@ def _group_members(pgid: int) -> list[int]:
             continue
         fields = stat[stat.rfind(b")") + 2 :].split()
         # Zombies are already dead; only their parent's wait removes them.
-        if len(fields) > 2 and fields[0] != b"Z" and int(fields[2]) == pgid:
-            members.append(int(entry))
-    return members
+        if len(fields) > 2 and fields[0] != b"Z":
+            table[int(entry)] = (int(fields[1]), int(fields[2]))
+    return table
 
 
 def _max_fd() -> int:
