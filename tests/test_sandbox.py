@@ -32,6 +32,38 @@ def test_context_and_query_are_variables(sandbox: Sandbox) -> None:
     assert result.output == "str 11 what is it?\n"
 
 
+def test_limits_inside_the_worker(sandbox: Sandbox) -> None:
+    code = (
+        "import resource\n"
+        "print(resource.getrlimit(resource.RLIMIT_CORE))\n"
+        "print(resource.getrlimit(resource.RLIMIT_AS)[0] > 0)"
+    )
+    assert sandbox.run(code).output == "(0, 0)\nTrue\n"
+
+
+def test_default_memory_limit_leaves_room_for_threads() -> None:
+    # RLIMIT_AS counts virtual memory: thread stacks and malloc arenas must still fit.
+    code = (
+        "import threading\n"
+        "words = context.split()\n"
+        "box = []\n"
+        "ts = [threading.Thread(target=lambda: box.append(len(words))) for _ in range(64)]\n"
+        "for t in ts: t.start()\n"
+        "for t in ts: t.join()\n"
+        "print(len(box), box[0])"
+    )
+    with Sandbox("word " * 2_000_000) as sb:
+        result = sb.run(code)
+    assert result.error is None, result.error
+    assert result.output == "64 2000000\n"
+
+
+def test_exit_is_sys_exit(sandbox: Sandbox) -> None:
+    result = sandbox.run("exit(4)")
+    assert result.error is not None and "SystemExit: 4" in result.error
+    assert not result.restarted
+
+
 def test_last_expression_is_echoed(sandbox: Sandbox) -> None:
     assert sandbox.run("1 + 2").output == "3\n"
     assert sandbox.run("None").output == ""

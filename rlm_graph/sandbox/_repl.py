@@ -156,6 +156,10 @@ class Worker:
             ns[name] = make(name) or func
         ns["final_answer"] = final_answer
         ns["FinalAnswer"] = FinalAnswer
+        # The interpreter runs without ``site`` (faster start), which is what defines these.
+        for name in ("exit", "quit"):
+            if not hasattr(builtins, name):
+                setattr(builtins, name, sys.exit)
 
     # -- execution ---------------------------------------------------------------------------
     def run_block(self, code: str) -> str | None:
