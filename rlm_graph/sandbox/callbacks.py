@@ -71,7 +71,7 @@ class CallbackRun:
         args = msg.get("args")
         if name not in CALLBACK_NAMES or not isinstance(args, list):
             worker.send(
-                {"op": "reply", "id": call_id, "ok": False, "error": f"no callback {name!r}"}
+                {"op": "reply", "id": call_id, "ok": False, "error": f"no callback named {name!r}"}
             )
             return
         with self.lock:
