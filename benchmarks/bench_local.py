@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm_graph import build_graph
-from rlm_graph.demo import answer_matches, make_task
+from rlm_graph.demo import LOCAL_MAX_OUTPUT_CHARS, answer_matches, make_task
 from rlm_graph.local.server import LocalSettings
 from rlm_graph.models import resolve_model
 
@@ -36,7 +36,12 @@ CHARS_PER_TOKEN = 2.7
 
 
 def run_rlm(task: Any, max_iterations: int) -> dict[str, Any]:
-    graph = build_graph(model="local", max_depth=1, max_iterations=max_iterations)
+    graph = build_graph(
+        model="local",
+        max_depth=1,
+        max_iterations=max_iterations,
+        max_output_chars=LOCAL_MAX_OUTPUT_CHARS,
+    )
     calls: list[dict[str, Any]] = []
     result: dict[str, Any] = {}
     started = time.monotonic()

@@ -35,6 +35,7 @@ _MESSAGES = {
         "could not acquire lock (attempt {n})",
     ),
 }
+LOCAL_MAX_OUTPUT_CHARS = 2_000
 QUESTION = (
     "How many ERROR lines are there for the payment service (level ERROR, service [payment])? "
     "Count them with Python over `context`."
@@ -174,9 +175,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = time.monotonic()
     try:
-        if spec == "local" or spec.startswith("local/"):
+        is_local = spec == "local" or spec.startswith("local/")
+        if is_local:
             _prepare_local(spec)
-        graph = build_graph(model=model, max_iterations=args.max_iterations)
+        graph = build_graph(
+            model=model,
+            max_iterations=args.max_iterations,
+            # An 8k-token window cannot hold 20k-char observations next to the prompt.
+            max_output_chars=LOCAL_MAX_OUTPUT_CHARS if is_local else 20_000,
+        )
         result = _run_graph(graph, {"query": task.question, "context": task.context}, args.quiet)
     except KeyboardInterrupt:
         print("rlm-graph demo: interrupted", file=sys.stderr)

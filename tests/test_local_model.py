@@ -38,7 +38,7 @@ _SCRIPT = textwrap.dedent(
 
     spec = json.loads(sys.argv[1])
     graph = build_graph(model="local", max_depth=spec["max_depth"],
-                        max_iterations=spec["max_iterations"])
+                        max_iterations=spec["max_iterations"], max_output_chars=2000)
     if spec["task"] == "demo":
         from rlm_graph.demo import make_task
         task = make_task(seed=3, chars=spec["chars"])
