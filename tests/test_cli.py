@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import types
@@ -297,9 +298,16 @@ def test_live_tree_on_a_terminal(log_file: Path) -> None:
     os.close(follower)
     chunks: list[bytes] = []
     while True:
+        # Stop once the command has exited and the terminal is drained, even if some
+        # grandchild still holds the terminal open.
+        ready, _, _ = select.select([leader], [], [], 0.2)
+        if not ready:
+            if proc.poll() is not None:
+                break
+            continue
         try:
             data = os.read(leader, 65536)
-        except OSError:  # EIO: the terminal's other side closed
+        except OSError:  # EIO: every writer closed the terminal
             break
         if not data:
             break
