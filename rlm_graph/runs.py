@@ -243,9 +243,7 @@ class Handlers:
         reason = run.budget.exhausted()
         if reason:
             return f"Error: budget exhausted: {reason}"
-        call_id, child_id = new_id(), new_id()
-        run.emit("subcall_start", call_id=call_id, kind="rlm", prompt=preview(query))
-        start = time.monotonic()
+        child_id = new_id()
         parent = run.config or {}
         child_config = patch_config(
             parent,
@@ -261,43 +259,36 @@ class Handlers:
         child_input: dict[str, Any] = {"query": query}
         if context is not None:
             child_input["context"] = context
-        answer, error = "", None
-        try:
+        with self._subcall("rlm", query, child_id) as outcome:
             out = self.invoke_child(child_input, child_config, dataclasses.asdict(run.ctx))
             run.add_usage(out["usage"])
-            answer = str(out["answer"])
-            return answer
-        except BaseException as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            run.emit(
-                "subcall_end",
-                call_id=call_id,
-                kind="rlm",
-                seconds=round(time.monotonic() - start, 4),
-                answer=preview(answer),
-                error=error,
-                child_run_id=child_id,
-            )
+            outcome["answer"] = str(out["answer"])
+        return str(outcome["answer"])
 
     def _plain(self, prompt: str, *, kind: Literal["llm", "rlm"]) -> str:
-        run = self.run
-        call_id = new_id()
+        with self._subcall(kind, prompt) as outcome:
+            try:
+                reply, usage = call_model(self.run.budget, self.sub_model(), prompt)
+            except BudgetExhausted as exc:
+                outcome.update(answer=f"Error: {exc}", error=str(exc))
+            else:
+                self.run.add_usage(usage)
+                outcome["answer"] = message_text(reply)
+        return str(outcome["answer"])
+
+    @contextlib.contextmanager
+    def _subcall(
+        self, kind: Literal["llm", "rlm"], prompt: str, child_run_id: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Emit subcall_start and subcall_end around a sub-call; the body sets its outcome."""
+        run, call_id = self.run, new_id()
         run.emit("subcall_start", call_id=call_id, kind=kind, prompt=preview(prompt))
         start = time.monotonic()
-        answer, error = "", None
+        outcome: dict[str, Any] = {"answer": "", "error": None}
         try:
-            reply, usage = call_model(run.budget, self.sub_model(), prompt)
-            run.add_usage(usage)
-            answer = message_text(reply)
-            return answer
-        except BudgetExhausted as exc:
-            error = str(exc)
-            answer = f"Error: {exc}"
-            return answer
+            yield outcome
         except BaseException as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            outcome["error"] = f"{type(exc).__name__}: {exc}"
             raise
         finally:
             run.emit(
@@ -305,7 +296,7 @@ class Handlers:
                 call_id=call_id,
                 kind=kind,
                 seconds=round(time.monotonic() - start, 4),
-                answer=preview(answer),
-                error=error,
-                child_run_id=None,
+                answer=preview(outcome["answer"]),
+                error=outcome["error"],
+                child_run_id=child_run_id,
             )
