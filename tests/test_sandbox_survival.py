@@ -260,3 +260,22 @@ def _gone_in(sb: Sandbox, target: int | str) -> bool:
         sb.exec_timeout = TIMEOUT
     assert result.error is None, result.error
     return result.output == "True\n"
+
+
+def test_escaped_grandchildren_are_killed_without_a_cgroup(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without the pids cgroup (non-root hosts) the zygote, as subreaper, finds them itself.
+    from rlm_graph.sandbox import resources
+
+    monkeypatch.setattr(resources.PidsCgroup, "create", classmethod(lambda cls, *a, **k: None))
+    code = (
+        "import subprocess\n"
+        "subprocess.Popen(['setsid', 'sleep', '303'])\n"
+        "import os, time\n"
+        "time.sleep(0.2)\n"
+        "os._exit(1)"
+    )
+    with Sandbox(exec_timeout=TIMEOUT) as sb:
+        result = sb.run(code)
+        assert sb._res.cgroup is None
+        assert_restarted(result)
+        assert _gone_in(sb, "sleep 303")

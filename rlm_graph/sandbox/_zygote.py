@@ -16,6 +16,7 @@ import resource
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -191,16 +192,18 @@ class Zygote:
         if op == "kill":
             pid = int(msg["pid"])
             if pid in self.workers:
-                if pid not in self.statuses:
-                    kill_started_by(pid, include_worker=True)
+                self.killpg_unreaped(pid)
                 status = self.wait_worker(pid)
-                kill_strays(keep=self.workers, reap=self.reap)
+                if msg.get("sweep", True):
+                    # Descendants that left the group were reparented to us (the subreaper)
+                    # when their parents died. Skipped when the host sweeps its cgroup itself.
+                    kill_strays(keep=self.workers, reap=self.reap)
                 return {"ok": True, "status": status}
             return {"ok": True, "status": None}
         if op == "kill_others":
             pid = int(msg["pid"])
             alive = pid in self.workers and pid not in self.statuses
-            killed = kill_started_by(pid, include_worker=False) if alive else 0
+            killed = kill_started_by(pid) if alive else 0
             return {"ok": True, "killed": killed}
         if op == "shutdown":
             self.shutdown()
@@ -268,22 +271,21 @@ class Zygote:
         worker.serve()
 
 
-def kill_started_by(worker: int, *, include_worker: bool) -> int:
-    """SIGKILL what worker ``worker`` started: its process group and all its descendants, also
-    those that left the group with ``setsid``. Repeats until nothing is left (a dying parent's
-    children are reparented, a forking one makes new ones); returns how many were killed."""
+def kill_started_by(worker: int) -> int:
+    """SIGKILL what the live worker ``worker`` started: its process group and all descendants,
+    also those that left the group with ``setsid``. Repeats until nothing is left (a forking
+    process makes new ones); returns how many were killed."""
     killed = 0
     for _round in range(50):
         table = _proc_table()
         victims = _descendants(worker, table) | {
             pid for pid, (_ppid, pgrp) in table.items() if pgrp == worker
         }
-        if include_worker and worker in table:
-            victims.add(worker)
-        else:
-            victims.discard(worker)
+        victims.discard(worker)
         if not victims:
             break
+        if _round:
+            time.sleep(0.002)
         for pid in victims:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -307,6 +309,7 @@ def kill_strays(keep: set[int], reap: Callable[[], None]) -> None:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+        time.sleep(0.002)
         reap()
 
 

@@ -198,7 +198,11 @@ class Resources:
         with self.lock:
             worker.kill_group()
             try:
-                reply = self._live_zygote().request({"op": "kill", "pid": worker.pid})
+                # With our cgroup the host sweeps stray processes itself (cheaper than the
+                # zygote's scan of /proc), just below.
+                sweep = not (self.cgroup is not None and self.mode == "process")
+                msg = {"op": "kill", "pid": worker.pid, "sweep": sweep}
+                reply = self._live_zygote().request(msg)
             finally:
                 if self.cgroup is not None and self.mode == "process" and self.zygote:
                     # Grandchildren that left the worker's process group.
