@@ -10,6 +10,7 @@ pids.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import resource
@@ -231,6 +232,9 @@ class Zygote:
             raise ValueError("fork needs exactly two fds: protocol socket and output pipe")
         sys.stdout.flush()
         sys.stderr.flush()
+        # Objects the collector tracks get their headers written when it runs; frozen, they
+        # stay on pages shared with the zygote instead of being copied into every worker.
+        gc.freeze()
         pid = os.fork()
         if pid:
             self.workers.add(pid)
@@ -462,6 +466,7 @@ class Template:
         return {"ok": True, "pid": self.spawn(str(msg["scratch"]), fds)}
 
     def spawn(self, scratch: str, fds: list[int]) -> int:
+        gc.freeze()  # see Zygote.fork
         pid = os.fork()
         if pid:
             return pid
