@@ -294,7 +294,11 @@ def test_in_flight_callbacks_are_capped() -> None:
         "        errors.append(str(e))\n"
         "ts = [threading.Thread(target=work, args=(i,)) for i in range(6)]\n"
         "for t in ts: t.start()\n"
-        "import time; time.sleep(0.5)\n"
+        "import time\n"
+        "deadline = time.monotonic() + 10\n"
+        "while len(errors) < 2 and time.monotonic() < deadline:\n"
+        "    time.sleep(0.01)\n"
+        "time.sleep(0.1)\n"
         "print(len(errors), errors[:1])\n"
     )
     with Sandbox(handlers={"llm_query": llm}, exec_timeout=5) as sb:
