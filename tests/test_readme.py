@@ -131,6 +131,19 @@ def test_every_setting_and_cli_flag_is_documented() -> None:
                 assert f"{flag}" in text, f"CLI flag {flag} not in README"
 
 
+def test_setting_defaults_match_the_context_schema() -> None:
+    from rlm_graph.context import Context
+
+    for f in dataclasses.fields(Context):
+        row = re.search(rf"^\| `{f.name}` \|[^|]*\| ([^|]*) \|", readme(), re.M)
+        assert row, f.name
+        shown = row.group(1).strip().strip("`")
+        if f.default is None:
+            assert not shown[:1].isdigit(), (f.name, shown)
+        else:
+            assert shown == str(f.default), (f.name, shown, f.default)
+
+
 def test_every_environment_variable_is_documented() -> None:
     """Variables the package reads by name (RLM_*, provider keys and URLs) are in the README."""
     pattern = re.compile(
