@@ -264,3 +264,51 @@ def test_dead_template_is_replaced() -> None:
     with Sandbox("again") as sb:
         assert sb.run("print(context)").output == "again\n"
     assert template._template is not None and template._template is not current
+
+
+NON_ROOT_SCRIPT = """
+import os, sys
+sys.path.insert(0, {root!r})
+from rlm_graph.sandbox import Sandbox
+with Sandbox("x", exec_timeout=5, max_processes=20) as sb:
+    assert sb.run("1").error is None
+    assert sb._res.cgroup is None, "nobody cannot create cgroups"
+    code = (
+        "import os, time\\nn = 0\\ntry:\\n    while n < 200:\\n"
+        "        if os.fork() == 0:\\n            time.sleep(30)\\n            os._exit(0)\\n"
+        "        n += 1\\nexcept OSError as e:\\n    print('refused after', n, e.errno)"
+    )
+    print(sb.run(code).output, end="")
+    print(sb.run("print('alive')").output, end="")
+"""
+
+
+def test_process_cap_for_non_root_users_uses_rlimit_nproc() -> None:
+    import shutil
+    import subprocess
+
+    # The sandbox is stdlib only, so the system interpreter can run it as user nobody (the venv's
+    # interpreter may live under a directory nobody cannot enter).
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None or python is None:
+        pytest.skip("needs root, setpriv and a system python3 to run a sandbox as nobody")
+    version = subprocess.run(
+        [python, "-c", "import sys; print(sys.version_info >= (3, 10))"],
+        capture_output=True,
+        text=True,
+    )
+    if version.stdout.strip() != "True":
+        pytest.skip("the system python3 is older than 3.10")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run(
+        [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", python, "-c",
+         NON_ROOT_SCRIPT.format(root=root)],
+        capture_output=True, text=True, timeout=60, cwd="/",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("refused after "), done.stdout
+    assert int(lines[0].split()[2]) < 20
+    assert lines[0].endswith(" 11")  # EAGAIN
+    assert lines[1] == "alive"
