@@ -70,7 +70,11 @@ _SCRIPT = textwrap.dedent(
 
 def _env() -> dict[str, str]:
     # A Thought and a short code block fit in 160 tokens; a smaller cap keeps the tier fast.
-    return {**os.environ, "RLM_LOCAL_MAX_TOKENS": os.environ.get("RLM_LOCAL_MAX_TOKENS", "160")}
+    # On a shared 2-core machine one call can take minutes: allow it rather than fail.
+    env = dict(os.environ)
+    env.setdefault("RLM_LOCAL_MAX_TOKENS", "160")
+    env.setdefault("RLM_LOCAL_TIMEOUT", "900")
+    return env
 
 
 def _run(spec: dict[str, Any]) -> dict[str, Any]:
