@@ -11,6 +11,11 @@ import pytest
 from rlm_graph.sandbox import ExecResult, Sandbox, strict
 
 TIMEOUT = 1.0
+# Ignores interrupts: they land on a loop's backward jump, so the busy loop sits inside the try.
+UNSTOPPABLE = (
+    "n = 0\nwhile True:\n    try:\n        while True:\n            n += 1\n"
+    "    except BaseException:\n        pass"
+)
 
 
 @pytest.fixture(params=["process", pytest.param("strict", marks=pytest.mark.strict_sandbox)])
@@ -62,12 +67,7 @@ def test_uninterruptible_builtin_is_killed(sandbox: Sandbox) -> None:
 
 
 def test_loop_catching_base_exception_is_killed(sandbox: Sandbox) -> None:
-    # The interrupt lands on a loop's backward jump, so the busy loop sits inside the try.
-    code = (
-        "n = 0\nwhile True:\n    try:\n        while True:\n            n += 1\n"
-        "    except BaseException:\n        pass"
-    )
-    result = sandbox.run(code)
+    result = sandbox.run(UNSTOPPABLE)
     assert result.timed_out
     assert_restarted(result)
     assert "did not stop when interrupted" in (result.error or "")
@@ -165,10 +165,7 @@ def test_grandchildren_are_killed_with_the_group(sandbox: Sandbox) -> None:
         "import subprocess\n"
         "kid = subprocess.Popen(['sleep', '300'])\n"
         "loose = subprocess.Popen(['setsid', 'sleep', '301'])\n"
-        "print(kid.pid, flush=True)\n"
-        "while True:\n"
-        "    try:\n        while True:\n            kept = 0\n    except BaseException:\n"
-        "        pass"
+        "print(kid.pid, flush=True)\n" + UNSTOPPABLE
     )
     result = sandbox.run(code)
     assert_restarted(result)
