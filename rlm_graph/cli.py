@@ -41,6 +41,8 @@ def _build_parser() -> argparse.ArgumentParser:
             "Python REPL as `context`, the model writes code to inspect it and can recurse "
             "with rlm_query. Subcommand: `rlm-graph demo --help`."
         ),
+        epilog="Reads .env from the current directory. Exit codes: 0 answered, 2 bad usage or "
+        "input (checked before any model call), 1 the run failed.",
     )
     p.add_argument("query", metavar="QUERY", help="the question to answer")
     p.add_argument(
