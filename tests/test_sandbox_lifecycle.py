@@ -312,3 +312,15 @@ def test_process_cap_for_non_root_users_uses_rlimit_nproc() -> None:
     assert int(lines[0].split()[2]) < 20
     assert lines[0].endswith(" 11")  # EAGAIN
     assert lines[1] == "alive"
+
+
+def test_scratch_dirs_of_dead_hosts_are_removed() -> None:
+    import tempfile
+
+    stale = os.path.join(tempfile.gettempdir(), "rlm-sandbox-999999999-leftover")  # no such pid
+    os.makedirs(os.path.join(stale, "sub"), exist_ok=True)
+    with Sandbox() as sb:
+        sb.start()
+        assert sb._res.scratch is not None
+        assert os.path.basename(sb._res.scratch).startswith(f"rlm-sandbox-{os.getpid()}-")
+    assert not os.path.exists(stale)

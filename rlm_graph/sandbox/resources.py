@@ -25,6 +25,7 @@ from .zygote import WORKER_SCRIPT, ZygoteDied, ZygoteProcess
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _MIB = 1 << 20
 _READY_TIMEOUT = 30.0
+SCRATCH_PREFIX = "rlm-sandbox-"
 
 
 def lost_variables_notice() -> str:
@@ -69,7 +70,8 @@ class Resources:
                 raise SandboxError("the sandbox is closed")
             check_payload(context)
             if self.scratch is None:
-                self.scratch = tempfile.mkdtemp(prefix="rlm-sandbox-")
+                _remove_stale_scratch()
+                self.scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
             if self.cgroup is None:
                 # Room for the zygote, the worker and, in strict mode, bubblewrap's own processes.
                 self.cgroup = PidsCgroup.create(self.max_processes + 4)
@@ -291,6 +293,19 @@ def _strict_wrap(argv: list[str], *, scratch: str, fds: list[int]) -> list[str]:
         argv, scratch_dir=scratch, read_only_paths=sorted(read_only), pass_fds=fds
     )
     return wrapped
+
+
+def _remove_stale_scratch() -> None:
+    """Delete scratch dirs whose host process is gone (it was killed before it could clean up)."""
+    root = tempfile.gettempdir()
+    try:
+        names = [n for n in os.listdir(root) if n.startswith(SCRATCH_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        owner = name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
+        if owner.isdigit() and not os.path.exists(f"/proc/{owner}"):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
 
 
 def _site_dirs() -> list[str]:
