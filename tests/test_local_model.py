@@ -37,7 +37,34 @@ _SCRIPT = textwrap.dedent(
     from rlm_graph.local.server import server_pids
 
     spec = json.loads(sys.argv[1])
-    graph = build_graph(model="local", max_depth=spec["max_depth"],
+    model = "local"
+    if spec.get("first_code"):
+        # The root's first reply is scripted (it calls rlm_query); every other call, including
+        # the whole child run, goes to the real local model.
+        from langchain_core.language_models import BaseChatModel
+        from langchain_core.messages import AIMessage
+        from langchain_core.outputs import ChatGeneration, ChatResult
+        from rlm_graph.models import resolve_model
+        from tests.fakes import code, depth, turn
+
+        real = resolve_model("local")
+
+        class RootNudged(BaseChatModel):
+            @property
+            def _llm_type(self):
+                return "root-nudged-local"
+
+            def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+                if depth(messages) == 0 and turn(messages) == 0:
+                    usage = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
+                    msg = AIMessage(content=code(spec["first_code"], "delegate"),
+                                    usage_metadata=usage)
+                else:
+                    msg = real.invoke(messages, stop=stop)
+                return ChatResult(generations=[ChatGeneration(message=msg)])
+
+        model = RootNudged()
+    graph = build_graph(model=model, max_depth=spec["max_depth"],
                         max_iterations=spec["max_iterations"], max_output_chars=2000)
     if spec["task"] == "demo":
         from rlm_graph.demo import make_task
@@ -52,7 +79,8 @@ _SCRIPT = textwrap.dedent(
     for ns, mode, chunk in graph.stream({"query": query, "context": context},
                                         stream_mode=["custom", "values"], subgraphs=True):
         if mode == "custom":
-            events.append({k: chunk.get(k) for k in ("event", "depth", "kind", "error")})
+            keys = ("event", "depth", "kind", "error", "code", "usage")
+            events.append({k: chunk.get(k) for k in keys})
         elif mode == "values" and not ns:
             result = chunk
     print(json.dumps({
@@ -129,25 +157,28 @@ def test_end_to_end_long_input_and_server_stops_at_exit() -> None:
 
 
 def test_recursion_with_the_real_model() -> None:
-    query = (
-        "First run exactly this code:\n"
-        "```python\n"
-        "print(rlm_query('Which service names appear in this log excerpt?', context[:1500]))\n"
-        "```\n"
-        "Then give the Final Answer: the service names it printed."
-    )
+    first_code = "print(rlm_query('List the service names in this text.', context[:1500]))"
     out = _run(
-        {"task": "query", "query": query, "chars": 5_000, "max_depth": 1, "max_iterations": 2}
+        {
+            "task": "query",
+            "query": "Which service names appear at the start of the log?",
+            "first_code": first_code,
+            "chars": 5_000,
+            "max_depth": 1,
+            "max_iterations": 2,
+        }
     )
     events = out["events"]
-    starts = [e for e in events if e["event"] == "subcall_start" and e["kind"] == "rlm"]
-    assert starts, [e["event"] for e in events]
-    child_runs = [e for e in events if e["event"] == "run_start" and e["depth"] == 1]
-    assert child_runs, "rlm_query did not start a child run at depth 1"
+    assert any(e["event"] == "subcall_start" and e["kind"] == "rlm" for e in events)
     assert any(e["event"] == "subcall_end" and e["kind"] == "rlm" for e in events)
+    assert any(e["event"] == "run_start" and e["depth"] == 1 for e in events)
+    child_calls = [e for e in events if e["event"] == "model_reply" and e["depth"] == 1]
+    assert child_calls, "the child run made no model call"
+    assert all((e["usage"] or {}).get("input_tokens", 0) > 0 for e in child_calls)
     assert out["answer"].strip()
-    # Usage counts the child's calls too: the root made at least one, the child at least one.
-    assert out["usage"]["llm_calls"] >= 2
+    # The tree's usage includes the child's real calls.
+    assert out["usage"]["llm_calls"] >= 1 + len(child_calls)
+    assert out["usage"]["input_tokens"] >= sum(e["usage"]["input_tokens"] for e in child_calls)
     assert _wait_gone(out["server_pids"]) == []
 
 
