@@ -43,7 +43,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _body(self) -> dict[str, Any]:
         length = int(self.headers.get("Content-Length", "0"))
         data: dict[str, Any] = json.loads(self.rfile.read(length) or b"{}")
-        self.server.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, **data})
+        self.server.requests.append(
+            {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, **data}
+        )
         return data
 
     def _send(self, status: int, body: bytes, ctype: str) -> None:
