@@ -141,7 +141,7 @@ def _wait_gone(pids: list[int]) -> list[int]:
 
 
 def test_end_to_end_long_input_and_server_stops_at_exit() -> None:
-    # ~120k chars of log ≈ 40k tokens: several times the 8k-token window.
+    # ~120k chars of log ≈ 65k tokens: several times the 8k-token window.
     out = _run({"task": "demo", "chars": 120_000, "max_depth": 1, "max_iterations": 2})
     assert out["context_chars"] >= 120_000
     assert isinstance(out["answer"], str) and out["answer"].strip()
