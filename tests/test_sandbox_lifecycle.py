@@ -7,6 +7,7 @@ import gc
 import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -300,12 +301,29 @@ def test_process_cap_for_non_root_users_uses_rlimit_nproc() -> None:
     )
     if version.stdout.strip() != "True":
         pytest.skip("the system python3 is older than 3.10")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    done = subprocess.run(
-        [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", python, "-c",
-         NON_ROOT_SCRIPT.format(root=root)],
-        capture_output=True, text=True, timeout=60, cwd="/",
-    )  # fmt: skip
+    # A copy of the package in a world-readable place: the checkout may sit under a directory
+    # that nobody cannot enter (e.g. a mode-700 `mktemp -d`).
+    import tempfile
+
+    repo = Path(__file__).resolve().parent.parent
+    root = tempfile.mkdtemp(prefix="rlm-nonroot-")
+    os.chmod(root, 0o755)
+    shutil.copytree(
+        repo / "rlm_graph" / "sandbox",
+        Path(root) / "rlm_graph" / "sandbox",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    shutil.copy(repo / "rlm_graph" / "__init__.py", Path(root) / "rlm_graph" / "__init__.py")
+    for d in (Path(root) / "rlm_graph", Path(root) / "rlm_graph" / "sandbox"):
+        d.chmod(0o755)
+    try:
+        done = subprocess.run(
+            [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", python, "-c",
+             NON_ROOT_SCRIPT.format(root=root)],
+            capture_output=True, text=True, timeout=60, cwd="/",
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("refused after "), done.stdout
