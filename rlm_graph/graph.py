@@ -34,6 +34,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
+from langgraph.types import Command
 
 from rlm_graph import prompts
 from rlm_graph.budget import BudgetExhausted
@@ -252,24 +253,24 @@ def build_graph(
     # think, execute and finish have an async twin (same steps, awaited calls) so that
     # ainvoke/astream cancellation stops the model call or code block and closes the run.
 
-    def think(state: State, config: RunnableConfig, runtime: Runtime[Context]) -> dict[str, Any]:
+    def think(state: State, config: RunnableConfig, runtime: Runtime[Context]) -> Command[Any]:
         """Ask the root model for the next step."""
         run = _think_begins(live(state, config, runtime), state)
         try:
             reply, usage = call_model(run.budget, models.root(run.ctx), state["messages"])
         except BudgetExhausted:
-            return {"stopped_reason": "budget"}
-        return _think_ends(run, state, reply, usage)
+            return _after_think({"stopped_reason": "budget"})
+        return _after_think(_think_ends(run, state, reply, usage))
 
     async def athink(
         state: State, config: RunnableConfig, runtime: Runtime[Context]
-    ) -> dict[str, Any]:
+    ) -> Command[Any]:
         run = _think_begins(live(state, config, runtime), state)
         try:
             reply, usage = await acall_model(run.budget, models.root(run.ctx), state["messages"])
         except BudgetExhausted:
-            return {"stopped_reason": "budget"}
-        return _think_ends(run, state, reply, usage)
+            return _after_think({"stopped_reason": "budget"})
+        return _after_think(_think_ends(run, state, reply, usage))
 
     def execute(state: State, config: RunnableConfig, runtime: Runtime[Context]) -> dict[str, Any]:
         """Run the reply's code blocks in order in the run's sandbox."""
@@ -306,13 +307,13 @@ def build_graph(
             run.sandbox.exec_timeout = min(run.ctx.exec_timeout, max(1.0, float(left)))
         return run, run.sandbox
 
-    def observe(state: State, config: RunnableConfig, runtime: Runtime[Context]) -> dict[str, Any]:
+    def observe(state: State, config: RunnableConfig, runtime: Runtime[Context]) -> Command[Any]:
         """Turn the results into the next message, or stop: answer given, replies or budget out."""
         run = live(state, config, runtime)
         results = state["results"]
         done = next((r["final_answer"] for r in results if r["final_answer"] is not None), None)
         if done is not None:
-            return {"answer": done, "stopped_reason": "final_answer", "results": []}
+            return _after_observe({"answer": done, "stopped_reason": "final_answer", "results": []})
         if not state["code_blocks"]:
             message = prompts.CORRECTION
         else:
@@ -333,7 +334,7 @@ def build_graph(
             update["stopped_reason"] = "max_iterations"
         elif run.budget.exhausted():
             update["stopped_reason"] = "budget"
-        return update
+        return _after_observe(update)
 
     def finish(state: State, config: RunnableConfig, runtime: Runtime[Context]) -> dict[str, Any]:
         """Produce the answer (forcing one when none was given), close the run, report."""
@@ -355,29 +356,25 @@ def build_graph(
                 reply = await acall_model(run.budget, models.root(run.ctx), messages)
         return _finish_ends(run, state, ask, reply)
 
-    # ---- routing -----------------------------------------------------------------------
-
-    def after_think(state: State) -> Literal["execute", "observe", "finish"]:
-        if state.get("stopped_reason") or state.get("answer"):
-            return "finish"
-        return "execute" if state["code_blocks"] else "observe"
-
-    def after_observe(state: State) -> Literal["think", "finish"]:
-        return "finish" if state.get("answer") or state.get("stopped_reason") else "think"
+    # ---- wiring ------------------------------------------------------------------------
+    # think and observe route by returning Command(goto=...) (see _after_think): a conditional
+    # edge makes LangGraph rebuild the whole state after the node, re-running the messages
+    # reducer over the growing conversation, just to read two keys (~1 ms per iteration at 40
+    # iterations). ``destinations`` keeps the loop's edges in the drawn graph.
 
     builder: StateGraph[Any, Any, Any, Any] = StateGraph(
         State, context_schema=context_cls, input_schema=InputState, output_schema=OutputState
     )
     builder.add_node("start", _guarded(start))
-    builder.add_node("think", _guarded(think, athink))
+    builder.add_node(
+        "think", _guarded(think, athink), destinations=("execute", "finish", "observe")
+    )
     builder.add_node("execute", _guarded(execute, aexecute))
-    builder.add_node("observe", _guarded(observe))
+    builder.add_node("observe", _guarded(observe), destinations=("finish", "think"))
     builder.add_node("finish", _guarded(finish, afinish))
     builder.add_edge(START, "start")
     builder.add_edge("start", "think")
-    builder.add_conditional_edges("think", after_think)
     builder.add_edge("execute", "observe")
-    builder.add_conditional_edges("observe", after_observe)
     builder.add_edge("finish", END)
     graph = builder.compile(name="rlm", checkpointer=checkpointer)
     compiled.append(graph)
@@ -389,6 +386,25 @@ def _think_begins(run: Run, state: State) -> Run:
     run.emit("iteration_start")
     run.step_started = time.monotonic()
     return run
+
+
+# think and observe are the nodes that branch. Each returns Command(goto=...) decided from its
+# own update; the state they start from never holds an answer or a stop reason (either one
+# always leads to finish).
+
+
+def _after_think(update: dict[str, Any]) -> Command[Any]:
+    """finish on an answer or a spent budget; else run the code, or observe a reply without any
+    (observe sends the correction)."""
+    if update.get("stopped_reason") or update.get("answer"):
+        return Command(update=update, goto="finish")
+    return Command(update=update, goto="execute" if update["code_blocks"] else "observe")
+
+
+def _after_observe(update: dict[str, Any]) -> Command[Any]:
+    """finish on final_answer(), max_iterations or a spent budget; else think again."""
+    stop = update.get("stopped_reason") or update.get("answer")
+    return Command(update=update, goto="finish" if stop else "think")
 
 
 def _think_ends(run: Run, state: State, reply: BaseMessage, usage: Usage) -> dict[str, Any]:
