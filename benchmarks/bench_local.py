@@ -28,6 +28,7 @@ from typing import Any
 from rlm_graph import build_graph
 from rlm_graph.demo import LOCAL_MAX_OUTPUT_CHARS, answer_matches, make_task
 from rlm_graph.local.server import LocalSettings
+from rlm_graph.local.weights import cache_dir
 from rlm_graph.models import resolve_model
 
 # Qwen's tokenizer splits digits one per token: this log is ~1.8 chars per token (measured:
@@ -151,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chars", type=int, default=500_000)
     p.add_argument("--max-iterations", type=int, default=4)
     p.add_argument("--max-seconds", type=float, default=2400.0, help="wall-clock cap")
-    p.add_argument("--out", default="benchmarks/results/bench_local.json")
+    # Outside the repository: raw results are not committed.
+    p.add_argument("--out", default=str(cache_dir() / "bench_local.json"))
     args = p.parse_args(argv)
 
     settings = LocalSettings.from_env()
