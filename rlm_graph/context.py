@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 SandboxMode = Literal["process", "strict"]
+PromptStyle = Literal["auto", "full", "compact"]
 
 
 @dataclass(kw_only=True)
@@ -51,9 +52,20 @@ class Context:
         default=60.0,
         metadata={"description": "Seconds one code block may run (waiting on sub-calls excluded)."},
     )
-    max_output_chars: int = field(
-        default=20_000,
-        metadata={"description": "Characters of a block's output shown to the model (head+tail)."},
+    max_output_chars: int | None = field(
+        default=None,
+        metadata={
+            "description": "Characters of a block's output shown to the model (head+tail). "
+            "Empty = 20,000, or 2,000 for a small root model (the local one: 8k-token window)."
+        },
+    )
+    prompt_style: PromptStyle = field(
+        default="auto",
+        metadata={
+            "description": "Root system prompt: 'full', or 'compact' (about 300 tokens with one "
+            "worked example, for small models on a CPU). 'auto' = compact for a small root "
+            "model (the local one, or any model tagged 'rlm:small-model'), full otherwise."
+        },
     )
     sandbox: SandboxMode = field(
         default="process",
@@ -132,7 +144,14 @@ def validate_context(ctx: Context) -> None:
         (ctx.max_depth >= 0, "max_depth must be >= 0"),
         (ctx.max_iterations >= 1, "max_iterations must be >= 1"),
         (ctx.exec_timeout > 0, "exec_timeout must be > 0"),
-        (ctx.max_output_chars >= 100, "max_output_chars must be >= 100"),
+        (
+            ctx.max_output_chars is None or ctx.max_output_chars >= 100,
+            "max_output_chars must be >= 100",
+        ),
+        (
+            ctx.prompt_style in ("auto", "full", "compact"),
+            "prompt_style must be 'auto', 'full' or 'compact'",
+        ),
         (ctx.max_concurrency >= 1, "max_concurrency must be >= 1"),
         (ctx.sandbox in ("process", "strict"), "sandbox must be 'process' or 'strict'"),
         (ctx.max_llm_calls is None or ctx.max_llm_calls >= 1, "max_llm_calls must be >= 1"),

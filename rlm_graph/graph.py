@@ -12,6 +12,7 @@ checkpoints. Live objects (sandbox, budget) stay out of state: see :mod:`rlm_gra
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import threading
 import time
@@ -40,6 +41,7 @@ from rlm_graph import prompts
 from rlm_graph.budget import BudgetExhausted
 from rlm_graph.context import (
     Context,
+    PromptStyle,
     SandboxMode,
     context_class_with_defaults,
     resolve_context,
@@ -142,7 +144,8 @@ def build_graph(
     max_depth: int = 2,
     max_iterations: int = 20,
     exec_timeout: float = 60.0,
-    max_output_chars: int = 20_000,
+    max_output_chars: int | None = None,
+    prompt_style: PromptStyle = "auto",
     sandbox: SandboxMode = "process",
     max_concurrency: int = 8,
     max_llm_calls: int | None = None,
@@ -156,6 +159,9 @@ def build_graph(
     (default: :func:`rlm_graph.models.default_model_spec`; ``sub_model`` defaults to
     ``model``). The other arguments are the defaults of the graph's context schema
     (:class:`rlm_graph.Context`); override them per run with ``graph.invoke(input, context={...})``.
+    ``max_output_chars=None`` and ``prompt_style="auto"`` follow the root model: a small one
+    (tagged ``rlm:small-model``, as the ``local`` model is) gets 2,000 chars and the compact
+    prompt.
 
     Input ``{"query": str, "context"?: payload}``; output ``answer``, ``usage``,
     ``iterations``, ``stopped_reason`` and ``messages``.
@@ -167,6 +173,7 @@ def build_graph(
         "max_iterations": max_iterations,
         "exec_timeout": exec_timeout,
         "max_output_chars": max_output_chars,
+        "prompt_style": prompt_style,
         "sandbox": sandbox,
         "max_concurrency": max_concurrency,
         "max_llm_calls": max_llm_calls,
@@ -190,8 +197,15 @@ def build_graph(
     def settings(runtime: Runtime[Context]) -> Context:
         return resolve_context(runtime.context, context_cls)
 
+    def effective(ctx: Context) -> Context:
+        """``ctx`` with an empty max_output_chars filled in from the root model."""
+        if ctx.max_output_chars is not None:
+            return ctx
+        chars = prompts.default_output_chars(models.root(ctx))
+        return dataclasses.replace(ctx, max_output_chars=chars)
+
     def live(state: State, config: RunnableConfig, runtime: Runtime[Context]) -> Run:
-        run = get_run(state["run_id"], config, settings(runtime))
+        run = get_run(state["run_id"], config, effective(settings(runtime)))
         run.writer = runtime.stream_writer
         return run
 
@@ -204,7 +218,9 @@ def build_graph(
         assert isinstance(query, str)
         ctx = settings(runtime)
         validate_context(ctx)
-        models.root(ctx), models.sub(ctx)  # provider/key errors surface now, before any call
+        root_model = models.root(ctx)  # provider/key errors surface now, before any call
+        models.sub(ctx)
+        ctx = effective(ctx)
         if ctx.sandbox == "strict":
             from rlm_graph.sandbox.strict import check_available
 
@@ -228,9 +244,10 @@ def build_graph(
             depth=run.info.depth,
             max_depth=ctx.max_depth,
             max_iterations=ctx.max_iterations,
-            max_output_chars=ctx.max_output_chars,
+            max_output_chars=_output_chars(ctx),
             max_concurrency=ctx.max_concurrency,
             remaining=run.budget.remaining(),
+            compact=prompts.use_compact_prompt(ctx.prompt_style, root_model),
         )
         return {
             **update,
@@ -490,7 +507,7 @@ def _open_sandbox(run: Run, state: State, handlers: Handlers) -> Any:
         handlers=handlers.as_dict(),
         mode=ctx.sandbox,
         exec_timeout=ctx.exec_timeout,
-        max_output_chars=ctx.max_output_chars,
+        max_output_chars=_output_chars(ctx),
         max_concurrency=ctx.max_concurrency,
     )
     sandbox.passthrough_exceptions = (
@@ -498,6 +515,11 @@ def _open_sandbox(run: Run, state: State, handlers: Handlers) -> Any:
         GraphBubbleUp,
     )
     return sandbox
+
+
+def _output_chars(ctx: Context) -> int:
+    # build_graph's effective() has filled it in; the fallback only keeps the type an int.
+    return ctx.max_output_chars or prompts.FULL_OUTPUT_CHARS
 
 
 def _last_output(results: list[BlockResult]) -> str | None:

@@ -28,6 +28,8 @@ from typing import Any, Literal
 from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
 
+from rlm_graph.prompts import SMALL_MODEL_TAG
+
 __all__ = [
     "DEFAULT_SPEC",
     "GEMINI_BASE_URL",
@@ -311,6 +313,7 @@ def _local(path: str | None, tags: list[str]) -> BaseChatModel:
         extra_body={"cache_prompt": False},
         timeout=settings.timeout,
         max_retries=1,
-        tags=tags,
+        # Small model: the graph gives it the compact prompt and 2,000-char observations.
+        tags=[*tags, SMALL_MODEL_TAG],
     )
     return model

@@ -13,6 +13,13 @@ from typing import Any
 from rlm_graph.state import BlockResult
 
 QUERY_VERBATIM_CHARS = 2_000
+#: Default ``max_output_chars`` for most models, and for small models (8k-token windows).
+FULL_OUTPUT_CHARS = 20_000
+SMALL_MODEL_OUTPUT_CHARS = 2_000
+#: Tag on a chat model that marks it as small: it gets the compact prompt and the small
+#: output cap unless the settings say otherwise. ``models.py`` sets it on the ``local`` model;
+#: users can add it to their own models' ``tags``.
+SMALL_MODEL_TAG = "rlm:small-model"
 PREVIEW_CHARS = 300
 MAX_LISTED_CHUNKS = 20
 MAX_LISTED_KEYS = 20
@@ -200,6 +207,67 @@ _RLM_BATCHED = (
 )
 
 
+# The compact prompt for small models (~300 tokens): every prompt token costs time on a CPU,
+# and without a worked example a 1.5B model explores with print(context[:500]) instead of
+# computing the answer. The example is a whole reply in the format parse_reply accepts.
+COMPACT_EXAMPLE = """\
+Thought: Count the lines that mention ERROR.
+```python
+print(sum(1 for line in context.splitlines() if "ERROR" in line))
+```"""
+
+COMPACT_SYSTEM_PROMPT = """\
+You answer a question about data in the Python REPL variable `context` (you cannot see it). \
+Write code, read what it prints, then answer.
+
+Reply with Thought: and one ```python block. Once you know the answer, reply only:
+Final Answer: <the answer>
+
+Example reply (question: how many lines mention ERROR?):
+{example}
+
+Rules: variables persist between replies; only printed output comes back (at most \
+{max_output_chars:,} chars), so print counts and short results, not the data; never write \
+Final Answer in a reply with code.
+
+Functions:
+- llm_query(prompt) -> str: ask a model about a chunk of text (up to ~100k chars).
+- llm_query_batched(prompts) -> list[str]: many llm_query calls, {max_concurrency} at once.
+- {rlm_line}
+- rlm_query_batched(items) -> list[str]: several rlm_query calls at once.
+- final_answer(value): finish with str(value).
+
+Limits: {limits}
+"""
+
+_COMPACT_RLM_CHILD = (
+    "rlm_query(query, context=None) -> str: a sub-agent like you with its own REPL on the "
+    "context you pass (you are at depth {depth} of {max_depth})."
+)
+_COMPACT_RLM_PLAIN = (
+    "rlm_query(query, context=None) -> str: you are at the maximum depth ({depth}), so this is "
+    "a plain model call, like llm_query."
+)
+
+
+def is_small_model(model: Any) -> bool:
+    """True when ``model`` carries :data:`SMALL_MODEL_TAG` (the ``local`` model does)."""
+    return SMALL_MODEL_TAG in (getattr(model, "tags", None) or ())
+
+
+def use_compact_prompt(prompt_style: str, model: Any) -> bool:
+    """Whether a run with ``prompt_style`` ('auto', 'full', 'compact') on root ``model`` gets the
+    compact prompt: 'auto' picks it for small models."""
+    if prompt_style == "auto":
+        return is_small_model(model)
+    return prompt_style == "compact"
+
+
+def default_output_chars(model: Any) -> int:
+    """``max_output_chars`` when the settings leave it empty: small for small models."""
+    return SMALL_MODEL_OUTPUT_CHARS if is_small_model(model) else FULL_OUTPUT_CHARS
+
+
 def system_prompt(
     *,
     depth: int,
@@ -208,8 +276,9 @@ def system_prompt(
     max_output_chars: int,
     max_concurrency: int,
     remaining: Mapping[str, Any],
+    compact: bool = False,
 ) -> str:
-    """The system message for a run at ``depth``."""
+    """The system message for a run at ``depth``; ``compact`` gives the small-model variant."""
     limits = [f"{max_iterations} replies"]
     if remaining.get("llm_calls") is not None:
         limits.append(f"{remaining['llm_calls']} model calls left for the whole task")
@@ -217,6 +286,16 @@ def system_prompt(
         limits.append(f"{remaining['total_tokens']:,} tokens left")
     if remaining.get("seconds") is not None:
         limits.append(f"{remaining['seconds']:g} s left")
+    if compact:
+        return COMPACT_SYSTEM_PROMPT.format(
+            example=COMPACT_EXAMPLE,
+            max_output_chars=max_output_chars,
+            max_concurrency=max_concurrency,
+            rlm_line=(_COMPACT_RLM_CHILD if depth < max_depth else _COMPACT_RLM_PLAIN).format(
+                depth=depth, max_depth=max_depth
+            ),
+            limits="; ".join(limits) + ".",
+        )
     return SYSTEM_PROMPT.format(
         max_output_chars=max_output_chars,
         max_concurrency=max_concurrency,
