@@ -92,14 +92,26 @@ class PidsCgroup:
                 time.sleep(0.005)
 
 
+def entries_of_dead_hosts(root: str, prefix: str) -> list[str]:
+    """Paths in ``root`` named ``<prefix><host pid>-...`` whose host process no longer exists.
+
+    Sandbox hosts name their cgroups and scratch dirs after their pid, so what a killed host
+    left behind can be found and removed by the next one.
+    """
+    try:
+        names = [n for n in os.listdir(root) if n.startswith(prefix)]
+    except OSError:
+        return []
+    stale = []
+    for name in names:
+        owner = name[len(prefix) :].split("-", 1)[0]
+        if owner.isdigit() and not os.path.exists(f"/proc/{owner}"):
+            stale.append(os.path.join(root, name))
+    return stale
+
+
 def _remove_stale(root: str) -> None:
     """Delete empty cgroups left by sandbox hosts that died without cleaning up."""
-    try:
-        names = [n for n in os.listdir(root) if n.startswith(PREFIX)]
-    except OSError:
-        return
-    for name in names:
-        owner = name[len(PREFIX) :].split("-", 1)[0]
-        if owner.isdigit() and not os.path.exists(f"/proc/{owner}"):
-            with contextlib.suppress(OSError):
-                os.rmdir(os.path.join(root, name))  # fails harmlessly while processes remain
+    for path in entries_of_dead_hosts(root, PREFIX):
+        with contextlib.suppress(OSError):
+            os.rmdir(path)  # fails harmlessly while processes remain

@@ -16,7 +16,7 @@ import tempfile
 import threading
 from typing import Any
 
-from .cgroup import PidsCgroup
+from .cgroup import PidsCgroup, entries_of_dead_hosts
 from .channel import WorkerHandle
 from .errors import PayloadError, SandboxError
 from .payload import check_payload, send_payload
@@ -297,15 +297,8 @@ def _strict_wrap(argv: list[str], *, scratch: str, fds: list[int]) -> list[str]:
 
 def _remove_stale_scratch() -> None:
     """Delete scratch dirs whose host process is gone (it was killed before it could clean up)."""
-    root = tempfile.gettempdir()
-    try:
-        names = [n for n in os.listdir(root) if n.startswith(SCRATCH_PREFIX)]
-    except OSError:
-        return
-    for name in names:
-        owner = name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
-        if owner.isdigit() and not os.path.exists(f"/proc/{owner}"):
-            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+    for path in entries_of_dead_hosts(tempfile.gettempdir(), SCRATCH_PREFIX):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _site_dirs() -> list[str]:
