@@ -209,11 +209,15 @@ _RLM_BATCHED = (
 
 # The compact prompt for small models (~300 tokens): every prompt token costs time on a CPU,
 # and without a worked example a 1.5B model explores with print(context[:500]) instead of
-# computing the answer. The example is a whole reply in the format parse_reply accepts.
+# computing the answer. The example is a whole reply in the format parse_reply accepts. Its
+# task (a maximum over numbers) is deliberately unlike the demo's (counting matching log lines),
+# so the demo and its benchmark measure the model's own code, not a copy of the example.
+COMPACT_EXAMPLE_QUESTION = "what is the largest number in the data?"
 COMPACT_EXAMPLE = """\
-Thought: Count the lines that mention ERROR.
+Thought: Find every number with a regular expression and print the largest.
 ```python
-print(sum(1 for line in context.splitlines() if "ERROR" in line))
+import re
+print(max(int(n) for n in re.findall(r"\\d+", context)))
 ```"""
 
 COMPACT_SYSTEM_PROMPT = """\
@@ -223,7 +227,7 @@ Write code, read what it prints, then answer.
 Reply with Thought: and one ```python block. Once you know the answer, reply only:
 Final Answer: <the answer>
 
-Example reply (question: how many lines mention ERROR?):
+Example reply (question: {example_question}):
 {example}
 
 Rules: variables persist between replies; only printed output comes back (at most \
@@ -289,6 +293,7 @@ def system_prompt(
     if compact:
         return COMPACT_SYSTEM_PROMPT.format(
             example=COMPACT_EXAMPLE,
+            example_question=COMPACT_EXAMPLE_QUESTION,
             max_output_chars=max_output_chars,
             max_concurrency=max_concurrency,
             rlm_line=(_COMPACT_RLM_CHILD if depth < max_depth else _COMPACT_RLM_PLAIN).format(
@@ -339,8 +344,9 @@ def observation(
         parts.append(f"{head}\n{body if body.strip() else EMPTY_OUTPUT_HINT}")
     if rejected_final:
         parts.append(
-            "Your Final Answer was not accepted: it was written before the code's output was "
-            "seen. Check the output above, then reply with Final Answer alone."
+            "Your Final Answer was not accepted (it is removed from your reply above): it was "
+            "written before the code's output was seen. Read the output above, then reply with "
+            "Final Answer alone."
         )
     left = max_iterations - iteration
     parts.append(f"({left} repl{'y' if left == 1 else 'ies'} left)")

@@ -54,14 +54,25 @@ def test_compact_prompt_is_small_and_complete() -> None:
     assert "plain model call" in _prompt(compact=True, depth=2)
 
 
-def test_compact_example_parses_into_one_block_that_counts() -> None:
+def test_compact_example_parses_into_one_block_that_computes_its_answer() -> None:
     parsed = parse_reply(prompts.COMPACT_EXAMPLE)
     assert parsed.thought and parsed.final_answer is None
     assert len(parsed.code_blocks) == 1
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(parsed.code_blocks[0], {"context": "ERROR a\nok\nb ERROR\n"})
-    assert out.getvalue().strip() == "2"
+        exec(parsed.code_blocks[0], {"context": "id 7 took 1204 ms\nid 31 took 88 ms\n"})
+    assert out.getvalue().strip() == "1204"
+    assert prompts.COMPACT_EXAMPLE_QUESTION in _prompt(compact=True)
+
+
+def test_compact_example_is_not_the_demo_task() -> None:
+    # The demo and its benchmark must measure the model's own code, not a copy of the example.
+    from rlm_graph.demo import QUESTION
+
+    text = (prompts.COMPACT_EXAMPLE_QUESTION + prompts.COMPACT_EXAMPLE).lower()
+    for word in ("error", "count", "lines", "payment", "splitlines"):
+        assert word not in text, word
+    assert "error" in QUESTION.lower()
 
 
 def test_selection_rules() -> None:
