@@ -48,7 +48,7 @@ from rlm_graph.context import (
     validate_context,
 )
 from rlm_graph.events import THOUGHT_CHARS, preview
-from rlm_graph.parsing import parse_reply
+from rlm_graph.parsing import drop_final_answer, parse_reply
 from rlm_graph.prompts import validate_input
 from rlm_graph.runs import (
     Handlers,
@@ -436,8 +436,9 @@ def _think_ends(run: Run, state: State, reply: BaseMessage, usage: Usage) -> dic
         seconds=round(time.monotonic() - run.step_started, 4),
         usage=usage,
     )
+    premature = final is not None and bool(parsed.code_blocks)
     update: dict[str, Any] = {
-        "messages": [AIMessage(text)],
+        "messages": [AIMessage(drop_final_answer(text) if premature else text)],
         "iterations": run.iteration,
         "usage": add_usage(state["usage"], usage),
         "code_blocks": parsed.code_blocks,

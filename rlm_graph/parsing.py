@@ -63,5 +63,21 @@ def parse_reply(text: str) -> ParsedReply:
     )
 
 
+def drop_final_answer(text: str) -> str:
+    """``text`` without its "Final Answer: ..." parts (each up to the next code fence).
+
+    A reply that has both code and a final answer guessed the answer before seeing the output;
+    kept in the history, a small model repeats that guess instead of reading the output.
+    """
+    while True:
+        m = next(
+            (m for m in _FINAL.finditer(text) if not _inside(m.start(), _ANY_FENCE, text)), None
+        )
+        if m is None:
+            return text.rstrip()
+        after = [f.start() for f in _ANY_FENCE.finditer(text) if f.start() > m.start()]
+        text = text[: m.start()] + text[after[0] if after else len(text) :]
+
+
 def _inside(pos: int, pattern: re.Pattern[str], text: str) -> bool:
     return any(m.start() < pos < m.end() for m in pattern.finditer(text))

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 import pytest
-from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from rlm_graph import budget as budgets
 from rlm_graph import build_graph, runs
@@ -187,6 +187,10 @@ def test_code_plus_final_answer_is_not_accepted() -> None:
     assert out["answer"] == "7"
     assert out["iterations"] == 2
     assert "not accepted" in text_of(model.prompts[1][-1])
+    # The guessed answer is gone from the history, so the model cannot simply repeat it.
+    history = model.prompts[1][-2]
+    assert isinstance(history, AIMessage) and "print(7)" in text_of(history)
+    assert "99" not in text_of(history) and "Final Answer" not in text_of(history)
 
 
 def test_final_answer_inside_try_except_and_later_blocks_skipped() -> None:

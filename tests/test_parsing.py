@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rlm_graph.parsing import parse_reply
+from rlm_graph.parsing import drop_final_answer, parse_reply
 
 
 def test_thought_and_code_blocks_in_order() -> None:
@@ -66,3 +66,14 @@ def test_neither() -> None:
 
 def test_empty_block_is_dropped() -> None:
     assert parse_reply("```python\n\n```").code_blocks == []
+
+
+def test_drop_final_answer_keeps_thought_and_code() -> None:
+    reply = "Thought: count\n```python\nprint(1)\n```\nFinal Answer: 2\nbecause I guess"
+    assert drop_final_answer(reply) == "Thought: count\n```python\nprint(1)\n```"
+    before = "Thought: t\nFinal Answer: 5\n```python\nprint(2)\n```\n**Final answer:** 6"
+    assert drop_final_answer(before) == "Thought: t\n```python\nprint(2)\n```"
+    inside = '```python\nx = """\nFinal Answer: in code\n"""\n```'
+    assert drop_final_answer(inside) == inside
+    dropped = parse_reply(drop_final_answer(before))
+    assert dropped.final_answer is None and dropped.code_blocks == ["print(2)"]
