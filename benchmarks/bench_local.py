@@ -34,6 +34,8 @@ from rlm_graph.models import resolve_model
 # Qwen's tokenizer splits digits one per token: this log is ~1.8 chars per token (measured:
 # 9.8k chars → 5.35k tokens). The excerpt shrinks further if the server still says it is too long.
 CHARS_PER_TOKEN = 1.75
+CODE_CHARS = 1_500
+OUTPUT_CHARS = 300
 
 
 def run_rlm(task: Any, max_iterations: int) -> dict[str, Any]:
@@ -44,6 +46,8 @@ def run_rlm(task: Any, max_iterations: int) -> dict[str, Any]:
         max_output_chars=LOCAL_MAX_OUTPUT_CHARS,
     )
     calls: list[dict[str, Any]] = []
+    # The code the model wrote and what it printed: without them a wrong answer is unexplained.
+    blocks: list[dict[str, Any]] = []
     result: dict[str, Any] = {}
     started = time.monotonic()
     ns: Any
@@ -64,8 +68,26 @@ def run_rlm(task: Any, max_iterations: int) -> dict[str, Any]:
                     "input_tokens": usage.get("input_tokens"),
                     "output_tokens": usage.get("output_tokens"),
                     "n_code_blocks": chunk.get("n_code_blocks"),
+                    "thought": str(chunk.get("thought", ""))[:OUTPUT_CHARS],
+                    "has_final": chunk.get("has_final"),
                 }
             )
+        elif mode == "custom" and chunk.get("event") == "code":
+            blocks.append(
+                {
+                    "key": [chunk.get("run_id"), chunk.get("iteration"), chunk.get("index")],
+                    "depth": chunk.get("depth"),
+                    "iteration": chunk.get("iteration"),
+                    "code": str(chunk.get("code", ""))[:CODE_CHARS],
+                }
+            )
+        elif mode == "custom" and chunk.get("event") == "observation":
+            key = [chunk.get("run_id"), chunk.get("iteration"), chunk.get("index")]
+            for block in blocks:
+                if block["key"] == key:
+                    block["output"] = str(chunk.get("output", ""))[:OUTPUT_CHARS]
+                    error = chunk.get("error")
+                    block["error"] = str(error)[-300:] if error else None
         elif mode == "values" and not ns:
             result = chunk
     answer = str(result.get("answer", ""))
@@ -77,6 +99,7 @@ def run_rlm(task: Any, max_iterations: int) -> dict[str, Any]:
         "usage": result.get("usage"),
         "seconds": time.monotonic() - started,
         "calls": calls,
+        "blocks": blocks,
     }
 
 
@@ -116,6 +139,7 @@ def _median(values: list[float]) -> float | None:
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     root_calls = [c for r in rows for c in r["rlm"]["calls"] if c["depth"] == 0]
+    bares = [r["bare"] for r in rows if r["bare"] is not None]
     by_iter: dict[int, list[float]] = {}
     for c in root_calls:
         if c["input_tokens"] is not None:
@@ -123,7 +147,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "instances": len(rows),
         "rlm_accuracy": sum(r["rlm"]["match"] for r in rows) / len(rows) if rows else None,
-        "bare_accuracy": sum(r["bare"]["match"] for r in rows) / len(rows) if rows else None,
+        "bare_accuracy": sum(b["match"] for b in bares) / len(bares) if bares else None,
         "median_seconds_per_model_call": _median(
             [float(c["seconds"]) for c in root_calls if c["seconds"] is not None]
         ),
@@ -139,9 +163,9 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             [float(r["rlm"]["seconds"]) for r in rows if r["rlm"]["seconds"] is not None]
         ),
         "rlm_errors": sum(1 for r in rows if r["rlm"].get("error")),
-        "median_bare_seconds": _median([float(r["bare"]["seconds"]) for r in rows]),
-        "bare_excerpt_chars": rows[0]["bare"]["excerpt_chars"] if rows else None,
-        "bare_prompt_tokens": rows[0]["bare"]["input_tokens"] if rows else None,
+        "median_bare_seconds": _median([float(b["seconds"]) for b in bares]),
+        "bare_excerpt_chars": bares[0]["excerpt_chars"] if bares else None,
+        "bare_prompt_tokens": bares[0]["input_tokens"] if bares else None,
     }
 
 
@@ -152,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chars", type=int, default=500_000)
     p.add_argument("--max-iterations", type=int, default=4)
     p.add_argument("--max-seconds", type=float, default=2400.0, help="wall-clock cap")
+    p.add_argument(
+        "--no-bare", action="store_true", help="RLM runs only (a quick check of the prompt)"
+    )
     # Outside the repository: raw results are not committed.
     p.add_argument("--out", default=str(cache_dir() / "bench_local.json"))
     args = p.parse_args(argv)
@@ -174,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wall-clock cap reached after {len(rows)} instances", file=sys.stderr)
             break
         task = make_task(seed=seed, chars=args.chars)
-        bare = run_bare(task, settings)
+        bare = None if args.no_bare else run_bare(task, settings)
         try:
             rlm = run_rlm(task, args.max_iterations)
         except Exception as exc:  # recorded, not fatal: one failed run must not lose the rest
@@ -191,8 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"seed": seed, "expected": task.expected, "rlm": rlm, "bare": bare})
         print(
             f"seed {seed}: expected {task.expected}; RLM {'ok' if rlm['match'] else 'wrong'} "
-            f"({rlm['iterations']} it, {rlm['seconds'] or 0:.0f} s, {rlm.get('error')}); bare "
-            f"{'ok' if bare['match'] else 'wrong'} ({bare['answer'][:30]!r})",
+            f"({rlm['answer'][:30]!r}, {rlm['iterations']} it, {rlm['seconds'] or 0:.0f} s, "
+            f"{rlm.get('error')}); bare "
+            + (f"{'ok' if bare['match'] else 'wrong'} ({bare['answer'][:30]!r})" if bare else "-"),
             file=sys.stderr,
             flush=True,
         )

@@ -36,9 +36,13 @@ _MESSAGES = {
     ),
 }
 LOCAL_MAX_OUTPUT_CHARS = 2_000
+# The question states the line format, as a user asking about their own log would. An earlier
+# wording, "(level ERROR, service [payment])", led the 1.5B model to search for the literal text
+# "service [payment]"; a bare "ERROR lines from the payment service" led it to count all ERROR
+# lines.
 QUESTION = (
-    "How many ERROR lines are there for the payment service (level ERROR, service [payment])? "
-    "Count them with Python over `context`."
+    "How many lines of this server log have level ERROR and service payment? Each line reads "
+    "'<timestamp> <LEVEL> [<service>] <message>'. Count them with Python over `context`."
 )
 
 
