@@ -84,6 +84,7 @@ class SubcallStartEvent(BaseEvent):
 
     call_id: str
     kind: Literal["llm", "rlm"]
+    function: Literal["llm_query", "rlm_query"]
     prompt: str
 
 
@@ -92,6 +93,7 @@ class SubcallEndEvent(BaseEvent):
 
     call_id: str
     kind: Literal["llm", "rlm"]
+    function: Literal["llm_query", "rlm_query"]
     seconds: float
     answer: str
     error: str | None

@@ -34,6 +34,15 @@ def shorten(text: Any, limit: int = 60) -> str:
     return flat if len(flat) <= limit else flat[: max(limit - 1, 0)] + "…"
 
 
+def _call_name(call: Mapping[str, Any]) -> str:
+    """``llm_query`` / ``rlm_query`` as the code called it, noting a depth-capped rlm_query."""
+    kind = str(call.get("kind") or "llm")
+    function = str(call.get("function") or f"{kind}_query")
+    if function == "rlm_query" and kind == "llm":
+        return "rlm_query (plain call: max depth)"
+    return function
+
+
 def _tokens(usage: Mapping[str, Any] | None) -> int:
     if not usage:
         return 0
@@ -195,7 +204,7 @@ class TraceBuilder:
             call_id = str(event.get("call_id"))
             it = run.current(number, t)
             call = it.subcalls.setdefault(call_id, {"call_id": call_id, "t_start": t})
-            for key in ("kind", "prompt", "seconds", "answer", "error", "child_run_id"):
+            for key in ("kind", "function", "prompt", "seconds", "answer", "error", "child_run_id"):
                 if key in event:
                     call[key] = event[key]
             call["done"] = kind == "subcall_end"
@@ -282,12 +291,12 @@ class PlainProgress(Progress):
             err = f", error: {shorten(event.get('error'), 60)}" if event.get("error") else ""
             self._line(event, f"output: {event.get('output_chars')} chars{err}")
         elif kind == "subcall_start":
-            self._line(event, f"{event.get('kind')}_query: {shorten(event.get('prompt'), 70)!r}")
+            self._line(event, f"{_call_name(event)}: {shorten(event.get('prompt'), 70)!r}")
         elif kind == "subcall_end":
             err = f" error: {shorten(event.get('error'), 60)}" if event.get("error") else ""
             self._line(
                 event,
-                f"{event.get('kind')}_query done ({float(event.get('seconds') or 0):.1f}s)"
+                f"{_call_name(event)} done ({float(event.get('seconds') or 0):.1f}s)"
                 f"{err} → {shorten(event.get('answer'), 50)!r}",
             )
         elif kind == "final":
@@ -367,7 +376,7 @@ class LiveTree(Progress):
                 err = " [red]error[/red]" if call.get("error") else ""
                 secs = f" {float(call.get('seconds') or 0):.1f}s" if call.get("done") else ""
                 branch.add(
-                    f"{mark} {call.get('kind')}_query {escape(shorten(call.get('prompt'), 40))!r}"
+                    f"{mark} {escape(_call_name(call))} {escape(shorten(call.get('prompt'), 40))!r}"
                     f"[dim]{secs}[/dim]{err}"
                 )
             for child_id in it.children:

@@ -230,7 +230,7 @@ class Handlers:
 
     def llm_query(self, prompt: str) -> str:
         """A plain sub-model call, budgeted and counted in this run's usage."""
-        return self._plain(str(prompt), kind="llm")
+        return self._plain(str(prompt), function="llm_query")
 
     def rlm_query(self, query: str, context: Any = None) -> str:
         """Run the same graph on a sub-task one level deeper (plain call past max_depth)."""
@@ -239,7 +239,7 @@ class Handlers:
         run = self.run
         depth = run.info.depth + 1
         if depth > run.ctx.max_depth:
-            return self._plain(subcall_prompt(query, context), kind="llm")
+            return self._plain(subcall_prompt(query, context), function="rlm_query")
         reason = run.budget.exhausted()
         if reason:
             return f"Error: budget exhausted: {reason}"
@@ -259,14 +259,14 @@ class Handlers:
         child_input: dict[str, Any] = {"query": query}
         if context is not None:
             child_input["context"] = context
-        with self._subcall("rlm", query, child_id) as outcome:
+        with self._subcall("rlm", "rlm_query", query, child_id) as outcome:
             out = self.invoke_child(child_input, child_config, dataclasses.asdict(run.ctx))
             run.add_usage(out["usage"])
             outcome["answer"] = str(out["answer"])
         return str(outcome["answer"])
 
-    def _plain(self, prompt: str, *, kind: Literal["llm", "rlm"]) -> str:
-        with self._subcall(kind, prompt) as outcome:
+    def _plain(self, prompt: str, *, function: Literal["llm_query", "rlm_query"]) -> str:
+        with self._subcall("llm", function, prompt) as outcome:
             try:
                 reply, usage = call_model(self.run.budget, self.sub_model(), prompt)
             except BudgetExhausted as exc:
@@ -278,11 +278,21 @@ class Handlers:
 
     @contextlib.contextmanager
     def _subcall(
-        self, kind: Literal["llm", "rlm"], prompt: str, child_run_id: str | None = None
+        self,
+        kind: Literal["llm", "rlm"],
+        function: Literal["llm_query", "rlm_query"],
+        prompt: str,
+        child_run_id: str | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Emit subcall_start and subcall_end around a sub-call; the body sets its outcome."""
+        """Emit subcall_start and subcall_end around a sub-call; the body sets its outcome.
+
+        ``kind`` is what ran (a plain model call or a child run), ``function`` what the code
+        called: ``rlm_query`` past ``max_depth`` is ``kind="llm"``.
+        """
         run, call_id = self.run, new_id()
-        run.emit("subcall_start", call_id=call_id, kind=kind, prompt=preview(prompt))
+        run.emit(
+            "subcall_start", call_id=call_id, kind=kind, function=function, prompt=preview(prompt)
+        )
         start = time.monotonic()
         outcome: dict[str, Any] = {"answer": "", "error": None}
         try:
@@ -295,6 +305,7 @@ class Handlers:
                 "subcall_end",
                 call_id=call_id,
                 kind=kind,
+                function=function,
                 seconds=round(time.monotonic() - start, 4),
                 answer=preview(outcome["answer"]),
                 error=outcome["error"],

@@ -131,7 +131,10 @@ def test_max_depth_fallback_is_a_plain_call() -> None:
     assert final_ev["answer"] == "plain:what is it?||Context:|DATA"
     assert [e["depth"] for e in evs if e["event"] == "run_start"] == [0]
     assert "maximum depth" in text_of(model.prompts[0][0])
-    assert [e["kind"] for e in evs if e["event"] == "subcall_start"] == ["llm"]
+    starts = [e for e in evs if e["event"] == "subcall_start"]
+    assert [(e["kind"], e["function"]) for e in starts] == [("llm", "rlm_query")]
+    ends = [e for e in evs if e["event"] == "subcall_end"]
+    assert [(e["kind"], e["function"]) for e in ends] == [("llm", "rlm_query")]
 
 
 def test_batched_children_run_concurrently() -> None:

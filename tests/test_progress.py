@@ -154,3 +154,26 @@ def test_live_view_keeps_the_latest_iterations_and_the_end_shows_all() -> None:
     buf.truncate(0)
     live.close()
     assert all(f"step{n}" in buf.getvalue() for n in range(1, 8))
+
+
+def test_depth_capped_rlm_query_is_named_as_called() -> None:
+    capped = [
+        _ev("run_start", "R", None, 0, 0, 0.0, query="q", context_type="str"),
+        _ev("subcall_start", "R", None, 0, 1, 0.1, call_id="c1", kind="llm",
+            function="rlm_query", prompt="sub"),
+        _ev("subcall_end", "R", None, 0, 1, 0.2, call_id="c1", kind="llm", function="rlm_query",
+            seconds=0.1, answer="ok", error=None, child_run_id=None),
+    ]  # fmt: skip
+    out = io.StringIO()
+    builder = TraceBuilder()
+    plain = PlainProgress(builder, out)
+    for e in capped:
+        builder.add(e)
+        plain.on_event(e)
+    assert "rlm_query (plain call: max depth): 'sub'" in out.getvalue()
+    tree = builder.tree()
+    assert tree is not None and tree["iterations"][0]["subcalls"][0]["function"] == "rlm_query"
+    buf = io.StringIO()
+    live = LiveTree(builder, console=Console(file=buf, width=200, color_system=None))
+    live.close()
+    assert "rlm_query (plain call: max depth) 'sub'" in buf.getvalue()
