@@ -147,6 +147,15 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "instances": len(rows),
         "rlm_accuracy": sum(r["rlm"]["match"] for r in rows) / len(rows) if rows else None,
+        # Runs whose code printed the expected number at some point, right final answer or not:
+        # tells wrong programs apart from a right result misreported.
+        "rlm_code_found_answer": sum(
+            any(
+                answer_matches(str(b.get("output", "")), r["expected"])
+                for b in r["rlm"].get("blocks", [])
+            )
+            for r in rows
+        ),
         "bare_accuracy": sum(b["match"] for b in bares) / len(bares) if bares else None,
         "median_seconds_per_model_call": _median(
             [float(c["seconds"]) for c in root_calls if c["seconds"] is not None]
@@ -177,12 +186,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-iterations", type=int, default=4)
     p.add_argument("--max-seconds", type=float, default=2400.0, help="wall-clock cap")
     p.add_argument(
+        "--summarize", metavar="JSON", help="only print the summary of an earlier results file"
+    )
+    p.add_argument(
         "--no-bare", action="store_true", help="RLM runs only (a quick check of the prompt)"
     )
     # Outside the repository: raw results are not committed.
     p.add_argument("--out", default=str(cache_dir() / "bench_local.json"))
     args = p.parse_args(argv)
 
+    if args.summarize:
+        print(json.dumps(summarize(json.loads(Path(args.summarize).read_text())["rows"]), indent=2))
+        return 0
     settings = LocalSettings.from_env()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
