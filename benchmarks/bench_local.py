@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm_graph import build_graph
-from rlm_graph.demo import LOCAL_MAX_OUTPUT_CHARS, answer_matches, make_task
+from rlm_graph.demo import answer_matches, make_task
 from rlm_graph.local.server import LocalSettings
 from rlm_graph.local.weights import cache_dir
 from rlm_graph.models import resolve_model
@@ -39,12 +39,8 @@ OUTPUT_CHARS = 300
 
 
 def run_rlm(task: Any, max_iterations: int) -> dict[str, Any]:
-    graph = build_graph(
-        model="local",
-        max_depth=1,
-        max_iterations=max_iterations,
-        max_output_chars=LOCAL_MAX_OUTPUT_CHARS,
-    )
+    # Observations get the small-model cap (2,000 chars) the graph gives the local model.
+    graph = build_graph(model="local", max_depth=1, max_iterations=max_iterations)
     calls: list[dict[str, Any]] = []
     # The code the model wrote and what it printed: without them a wrong answer is unexplained.
     blocks: list[dict[str, Any]] = []

@@ -35,7 +35,6 @@ _MESSAGES = {
         "could not acquire lock (attempt {n})",
     ),
 }
-LOCAL_MAX_OUTPUT_CHARS = 2_000
 # The question states the line format, as a user asking about their own log would. An earlier
 # wording, "(level ERROR, service [payment])", led the 1.5B model to search for the literal text
 # "service [payment]"; a bare "ERROR lines from the payment service" led it to count all ERROR
@@ -179,15 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = time.monotonic()
     try:
-        is_local = spec == "local" or spec.startswith("local/")
-        if is_local:
+        if spec == "local" or spec.startswith("local/"):
             _prepare_local(spec)
-        graph = build_graph(
-            model=model,
-            max_iterations=args.max_iterations,
-            # An 8k-token window cannot hold 20k-char observations next to the prompt.
-            max_output_chars=LOCAL_MAX_OUTPUT_CHARS if is_local else 20_000,
-        )
+        # max_output_chars is left to the graph: the local model is tagged small, so it gets
+        # 2,000-char observations (an 8k-token window cannot hold 20k chars next to the prompt).
+        graph = build_graph(model=model, max_iterations=args.max_iterations)
         result = _run_graph(graph, {"query": task.question, "context": task.context}, args.quiet)
     except KeyboardInterrupt:
         print("rlm-graph demo: interrupted", file=sys.stderr)
