@@ -290,23 +290,18 @@ def system_prompt(
         limits.append(f"{remaining['total_tokens']:,} tokens left")
     if remaining.get("seconds") is not None:
         limits.append(f"{remaining['seconds']:g} s left")
-    if compact:
-        return COMPACT_SYSTEM_PROMPT.format(
-            example=COMPACT_EXAMPLE,
-            example_question=COMPACT_EXAMPLE_QUESTION,
-            max_output_chars=max_output_chars,
-            max_concurrency=max_concurrency,
-            rlm_line=(_COMPACT_RLM_CHILD if depth < max_depth else _COMPACT_RLM_PLAIN).format(
-                depth=depth, max_depth=max_depth
-            ),
-            limits="; ".join(limits) + ".",
-        )
-    return SYSTEM_PROMPT.format(
+    template, child, plain = (
+        (COMPACT_SYSTEM_PROMPT, _COMPACT_RLM_CHILD, _COMPACT_RLM_PLAIN)
+        if compact
+        else (SYSTEM_PROMPT, _RLM_CHILD, _RLM_PLAIN)
+    )
+    # One set of fields for both templates; each uses the ones it names.
+    return template.format(
+        example=COMPACT_EXAMPLE,
+        example_question=COMPACT_EXAMPLE_QUESTION,
         max_output_chars=max_output_chars,
         max_concurrency=max_concurrency,
-        rlm_line=(_RLM_CHILD if depth < max_depth else _RLM_PLAIN).format(
-            depth=depth, max_depth=max_depth
-        ),
+        rlm_line=(child if depth < max_depth else plain).format(depth=depth, max_depth=max_depth),
         rlm_batched_line=_RLM_BATCHED,
         limits="; ".join(limits) + ".",
     )
