@@ -199,16 +199,16 @@ class Resources:
         """Kill the worker's process group, reap it and return its wait status."""
         with self.lock:
             worker.kill_group()
+            # With our cgroup the host sweeps stray processes itself (cheaper than the zygote's
+            # scan of /proc), just below.
+            sweeper = self.cgroup if self.mode == "process" else None
             try:
-                # With our cgroup the host sweeps stray processes itself (cheaper than the
-                # zygote's scan of /proc), just below.
-                sweep = not (self.cgroup is not None and self.mode == "process")
-                msg = {"op": "kill", "pid": worker.pid, "sweep": sweep}
+                msg = {"op": "kill", "pid": worker.pid, "sweep": sweeper is None}
                 reply = self._live_zygote().request(msg)
             finally:
-                if self.cgroup is not None and self.mode == "process" and self.zygote:
+                if sweeper is not None and self.zygote:
                     # Grandchildren that left the worker's process group.
-                    self.cgroup.kill_all(keep={self.zygote.proc.pid})
+                    sweeper.kill_all(keep={self.zygote.proc.pid})
                 worker.close()
                 if self.worker is worker:
                     self.worker = None
