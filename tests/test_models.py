@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 import types
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -60,6 +61,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self._body()
+        if self.server.stall_requests > 0:
+            # A stalled call: answer nothing until the client has given up on it.
+            self.server.stall_requests -= 1
+            time.sleep(self.server.stall_seconds)
+            return
         if self.path.endswith("/chat/completions"):
             self._openai(body)
         elif self.path == "/api/chat":
@@ -140,6 +146,8 @@ class _FakeServer(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.requests: list[dict[str, Any]] = []
+        self.stall_requests = 0
+        self.stall_seconds = 0.0
 
     @property
     def url(self) -> str:
@@ -265,6 +273,34 @@ def test_local_client_request_shape(
     assert req["cache_prompt"] is False
     assert req["temperature"] == 0
     assert fake_server.requests[1]["stream_options"] == {"include_usage": True}
+
+
+def test_local_client_retries_a_stalled_call_once(
+    fake_server: _FakeServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A call the server never answers times out after RLM_LOCAL_TIMEOUT and is retried once;
+    two stalls in a row fail with a timeout instead of hanging."""
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF")
+
+    class _StubServer:
+        def ensure_started(self) -> str:
+            return fake_server.url
+
+    monkeypatch.setattr("rlm_graph.local.server.get_server", lambda path, settings: _StubServer())
+    monkeypatch.setenv("RLM_LOCAL_TIMEOUT", "1")
+    model = resolve_model(f"local/{gguf}")
+    fake_server.stall_requests, fake_server.stall_seconds = 1, 3.0
+    assert model.invoke("how long is the context?").content == REPLY
+    assert len(fake_server.requests) == 2  # the stalled request, then the retry
+
+    fake_server.requests.clear()
+    fake_server.stall_requests = 2
+    started = time.monotonic()
+    with pytest.raises(Exception, match=r"(?i)timed? ?out"):
+        model.invoke("how long is the context?")
+    assert len(fake_server.requests) == 2  # one retry, not more
+    assert time.monotonic() - started < 10
 
 
 def test_unknown_provider_lists_valid_ones() -> None:
