@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any, Literal, NoReturn
 
+from rlm_graph import _exit
 from rlm_graph.progress import TraceBuilder, choose_progress, stream_with_progress
 
 __all__ = ["UsageError", "main"]
@@ -258,13 +259,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _load_dotenv()
         args = _build_parser().parse_args(args_list)
-        return _run(args)
+        with _exit.interrupt_stops_work():
+            return _run(args)
     except UsageError as exc:
         if debug:
             traceback.print_exc()
         _err(str(exc))
         return 2
     except KeyboardInterrupt:
+        _exit.abandon()  # done before exiting, not just started by the SIGINT handler
         _err("interrupted")
         return 130
     except Exception as exc:

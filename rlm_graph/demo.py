@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rlm_graph import _exit
+
 __all__ = ["DemoTask", "answer_matches", "main", "make_task"]
 
 SERVICES = ("auth", "payment", "search", "inventory", "shipping", "email")
@@ -178,13 +180,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = time.monotonic()
     try:
-        if spec == "local" or spec.startswith("local/"):
-            _prepare_local(spec)
-        # max_output_chars is left to the graph: the local model is tagged small, so it gets
-        # 2,000-char observations (an 8k-token window cannot hold 20k chars next to the prompt).
-        graph = build_graph(model=model, max_iterations=args.max_iterations)
-        result = _run_graph(graph, {"query": task.question, "context": task.context}, args.quiet)
+        with _exit.interrupt_stops_work():
+            if spec == "local" or spec.startswith("local/"):
+                _prepare_local(spec)
+            # max_output_chars is left to the graph: the local model is tagged small, so it
+            # gets 2,000-char observations (an 8k-token window cannot hold 20k chars next to
+            # the prompt).
+            graph = build_graph(model=model, max_iterations=args.max_iterations)
+            payload = {"query": task.question, "context": task.context}
+            result = _run_graph(graph, payload, args.quiet)
     except KeyboardInterrupt:
+        _exit.abandon()  # done before exiting, not just started by the SIGINT handler
         print("rlm-graph demo: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:

@@ -21,6 +21,7 @@ from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import patch_config
 
+from rlm_graph import _exit
 from rlm_graph import budget as budgets
 from rlm_graph.budget import Budget, BudgetExhausted
 from rlm_graph.context import Context
@@ -209,6 +210,11 @@ def close_all() -> None:
             r.close_sandbox()
         except Exception:
             pass
+
+
+# On Ctrl-C in the CLI: a node blocked in a sandbox block fails at once instead of holding the
+# exit until the block ends or times out.
+_exit.on_abandon(close_all)
 
 
 class Handlers:

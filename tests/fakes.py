@@ -295,6 +295,13 @@ def recursive_model(latency: float = 0.0) -> FakeChatModel:
     return FakeChatModel(respond=respond, latency=latency)
 
 
+def sleeping_model() -> FakeChatModel:
+    """Runs a block that sleeps for two minutes (for interrupting), then answers."""
+    return FakeChatModel(
+        respond=scripted(code("import time\ntime.sleep(120)", "wait for a long time"), final("1"))
+    )
+
+
 def instant_model() -> FakeChatModel:
     """``print(1)`` on the first turn, then ``Final Answer: 1``."""
     return FakeChatModel(respond=scripted(code("print(1)"), final("1")))
@@ -313,6 +320,7 @@ __all__ = [
     "question",
     "recursive_model",
     "scripted",
+    "sleeping_model",
     "text_of",
     "turn",
 ]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -320,6 +322,40 @@ def test_live_tree_on_a_terminal(log_file: Path) -> None:
     assert "#1" in screen and "tok" in screen
     assert f"child saw {len(log_file.read_text())} chars" in screen
     assert "[d0 #" not in screen  # the plain-lines mode was not used
+
+
+def test_ctrl_c_during_a_long_block_exits_at_once(log_file: Path) -> None:
+    # Without stopping the sandbox first, LangGraph would wait for the running node: here the
+    # block's 60 s timeout.
+    proc = subprocess.Popen(
+        [SCRIPT, "Wait", "--context-file", str(log_file), "--model", "tests.fakes:sleeping_model"],
+        cwd=ROOT,
+        env=_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, like a terminal's foreground job
+        # A background job of a non-interactive shell (as CI may run us) has SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stderr:
+            seen.append(line)
+            if "code" in line and "time.sleep" in line:
+                break
+        time.sleep(1)  # the block is running
+        assert proc.poll() is None, "".join(seen)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "rlm-graph: error: interrupted" in err
 
 
 # ---- in-process: default model selection and the demo subcommand ------------------------------

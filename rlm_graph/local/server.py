@@ -24,6 +24,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rlm_graph import _exit
+
 __all__ = [
     "LocalServer",
     "LocalServerError",
@@ -138,6 +140,9 @@ class LocalServer:
         with self._lock:
             if self.url is not None and self.running():
                 return self.url
+            if _closing.is_set():
+                # A thread still running after Ctrl-C or at exit must not start a new server.
+                raise LocalServerError("the local model server was stopped: the program is ending")
             self._stop_locked()
             self._start_locked()
             assert self.url is not None
@@ -223,6 +228,7 @@ class LocalServer:
 
 _servers: dict[tuple[str, LocalSettings], LocalServer] = {}
 _servers_lock = threading.Lock()
+_closing = threading.Event()
 
 
 def get_server(model_path: Path, settings: LocalSettings | None = None) -> LocalServer:
@@ -251,4 +257,12 @@ def shutdown_server() -> None:
         server.stop()
 
 
-atexit.register(shutdown_server)
+def _close_for_good() -> None:
+    _closing.set()
+    shutdown_server()
+
+
+atexit.register(_close_for_good)
+# On Ctrl-C in the CLI: a node blocked in a request to the server fails at once instead of
+# holding the exit until the model has finished generating.
+_exit.on_abandon(_close_for_good)
