@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -206,3 +207,112 @@ def test_demo_command_exits_zero() -> None:
     assert "Expected:" in proc.stdout
     assert "Match:" in proc.stdout
     assert "Answer:" in proc.stdout
+
+
+# ---- the server never outlives its host: Ctrl-C, an exception, SIGKILL -----------------------
+
+_HOLD_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from rlm_graph.local.server import LocalSettings, get_server
+    from rlm_graph.local.weights import ensure_packaged_weights
+
+    server = get_server(ensure_packaged_weights(), LocalSettings.from_env())
+    server.ensure_started()
+    print(server.pid, flush=True)
+    if sys.argv[1] == "raise":
+        raise RuntimeError("the host fails after the server started")
+    time.sleep(600)  # until the test kills us
+    """
+)
+
+
+def _server_children(host_pid: int) -> list[int]:
+    """The llama.cpp server processes whose parent is ``host_pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().split(")")[-1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == host_pid and b"rlm_graph.local.server_main" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def _hold(mode: str) -> tuple[subprocess.Popen[str], int]:
+    """A host process (its own session, like a shell job) that started the server."""
+    host = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_SCRIPT, mode],
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert host.stdout is not None and host.stderr is not None
+    line = host.stdout.readline()
+    if not line.strip().isdigit():
+        host.kill()
+        raise AssertionError(f"the host did not start the server: {host.stderr.read()[-2000:]}")
+    return host, int(line)
+
+
+def test_server_stops_when_the_host_raises() -> None:
+    host, pid = _hold("raise")
+    _, err = host.communicate(timeout=60)
+    assert host.returncode == 1
+    assert "the host fails after the server started" in err
+    assert _wait_gone([pid]) == []
+
+
+def test_server_stops_when_the_host_is_killed() -> None:
+    host, pid = _hold("hold")
+    assert not _gone(pid)
+    host.kill()  # no atexit: the server's own parent watch must notice
+    host.wait(timeout=30)
+    assert _wait_gone([pid]) == []
+
+
+def test_ctrl_c_during_a_demo_run_stops_the_server() -> None:
+    # Ctrl-C in a terminal signals the foreground process group: here the CLI's own session.
+    env = _env()
+    env["RLM_LOCAL_MAX_TOKENS"] = "256"
+    host = subprocess.Popen(
+        [sys.executable, "-m", "rlm_graph", "demo", "--chars", "20000", "--model", "local"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        # A job started in the background by a non-interactive shell (as CI may run us)
+        # inherits SIGINT ignored; a terminal's foreground job has it at its default.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        assert host.stderr is not None
+        seen = []
+        for line in host.stderr:
+            seen.append(line)
+            if "Local model ready" in line:
+                break
+        servers = _server_children(host.pid)
+        assert len(servers) == 1, "".join(seen)
+        time.sleep(3)  # the first model call is under way
+        assert host.poll() is None, "the demo ended before it could be interrupted"
+        os.killpg(host.pid, signal.SIGINT)
+        # Promptly: the server is stopped first, so the call in flight fails at once instead
+        # of holding the exit until the model has finished generating.
+        _, err = host.communicate(timeout=30)
+    finally:
+        if host.poll() is None:
+            os.killpg(host.pid, signal.SIGKILL)
+            host.wait()
+    assert host.returncode == 130, err[-2000:]
+    assert "interrupted" in err
+    assert _wait_gone(servers) == []
