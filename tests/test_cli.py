@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 
 from rlm_graph import cli
+from tests.jobs import ctrl_c, foreground_job, read_until
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = str(Path(sys.executable).parent / "rlm-graph")
@@ -327,33 +327,11 @@ def test_live_tree_on_a_terminal(log_file: Path) -> None:
 def test_ctrl_c_during_a_long_block_exits_at_once(log_file: Path) -> None:
     # Without stopping the sandbox first, LangGraph would wait for the running node: here the
     # block's 60 s timeout.
-    proc = subprocess.Popen(
-        [SCRIPT, "Wait", "--context-file", str(log_file), "--model", "tests.fakes:sleeping_model"],
-        cwd=ROOT,
-        env=_env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, like a terminal's foreground job
-        # A background job of a non-interactive shell (as CI may run us) has SIGINT ignored.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    try:
-        assert proc.stderr is not None
-        seen = []
-        for line in proc.stderr:
-            seen.append(line)
-            if "code" in line and "time.sleep" in line:
-                break
+    cmd = [SCRIPT, "Wait", "--context-file", str(log_file), "--model", "tests.fakes:sleeping_model"]
+    with foreground_job(cmd, cwd=ROOT, env=_env()) as proc:
+        read_until(proc, lambda line: "code" in line and "time.sleep" in line)
         time.sleep(1)  # the block is running
-        assert proc.poll() is None, "".join(seen)
-        os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        err = ctrl_c(proc, timeout=30)
     assert proc.returncode == 130, err
     assert "rlm-graph: error: interrupted" in err
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 
 from rlm_graph.local import local_extra_installed
+from tests.jobs import ctrl_c, foreground_job, read_until
 
 pytestmark = [
     pytest.mark.local_model,
@@ -282,37 +282,15 @@ def test_ctrl_c_during_a_demo_run_stops_the_server() -> None:
     # Ctrl-C in a terminal signals the foreground process group: here the CLI's own session.
     env = _env()
     env["RLM_LOCAL_MAX_TOKENS"] = "256"
-    host = subprocess.Popen(
-        [sys.executable, "-m", "rlm_graph", "demo", "--chars", "20000", "--model", "local"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        # A job started in the background by a non-interactive shell (as CI may run us)
-        # inherits SIGINT ignored; a terminal's foreground job has it at its default.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    try:
-        assert host.stderr is not None
-        seen = []
-        for line in host.stderr:
-            seen.append(line)
-            if "Local model ready" in line:
-                break
+    cmd = [sys.executable, "-m", "rlm_graph", "demo", "--chars", "20000", "--model", "local"]
+    with foreground_job(cmd, cwd=ROOT, env=env) as host:
+        seen = read_until(host, lambda line: "Local model ready" in line)
         servers = _server_children(host.pid)
-        assert len(servers) == 1, "".join(seen)
+        assert len(servers) == 1, seen
         time.sleep(3)  # the first model call is under way
-        assert host.poll() is None, "the demo ended before it could be interrupted"
-        os.killpg(host.pid, signal.SIGINT)
         # Promptly: the server is stopped first, so the call in flight fails at once instead
         # of holding the exit until the model has finished generating.
-        _, err = host.communicate(timeout=30)
-    finally:
-        if host.poll() is None:
-            os.killpg(host.pid, signal.SIGKILL)
-            host.wait()
+        err = ctrl_c(host, timeout=30)
     assert host.returncode == 130, err[-2000:]
     assert "interrupted" in err
     assert _wait_gone(servers) == []
