@@ -207,16 +207,20 @@ _RLM_BATCHED = (
 )
 
 
-# The compact prompt for small models (~300 tokens): every prompt token costs time on a CPU,
+# The compact prompt for small models (~330 tokens): every prompt token costs time on a CPU,
 # and without a worked example a 1.5B model explores with print(context[:500]) instead of
 # computing the answer. The example is a whole reply in the format parse_reply accepts. Its
 # task (a maximum over numbers) is deliberately unlike the demo's (counting matching log lines),
-# so the demo and its benchmark measure the model's own code, not a copy of the example.
+# so the demo and its benchmark measure the model's own code, not a copy of the example. It
+# looks at the data and computes in one reply: with an example that only computed, the 1.5B
+# model wrote patterns guessed from the question's words (BENCHMARKS.md, local model runs 3-4).
 COMPACT_EXAMPLE_QUESTION = "what is the largest number in the data?"
 COMPACT_EXAMPLE = """\
-Thought: Find every number with a regular expression and print the largest.
+Thought: Look at the start of the data, and find every number with a regular expression to \
+print the largest.
 ```python
 import re
+print(context[:150])
 print(max(int(n) for n in re.findall(r"\\d+", context)))
 ```"""
 
@@ -232,7 +236,8 @@ Example reply (question: {example_question}):
 
 Rules: variables persist between replies; only printed output comes back (at most \
 {max_output_chars:,} chars), so print counts and short results, not the data; never write \
-Final Answer in a reply with code.
+Final Answer in a reply with code; a result of 0 or nothing usually means your pattern does not \
+match the data: print a few lines of context, fix the code, run it again.
 
 Functions:
 - llm_query(prompt) -> str: ask a model about a chunk of text (up to ~100k chars).
@@ -319,10 +324,21 @@ def user_prompt(query: str, payload: Any) -> str:
 EMPTY_OUTPUT_HINT = "(no output — use print() to see values)"
 
 
+REPEATED_CODE = (
+    "This was the same code as in your previous reply, so it showed you nothing new. Reply "
+    "with Final Answer: <answer>, or write different code."
+)
+
+
 def observation(
-    results: Sequence[BlockResult], *, rejected_final: bool, iteration: int, max_iterations: int
+    results: Sequence[BlockResult],
+    *,
+    rejected_final: bool,
+    iteration: int,
+    max_iterations: int,
+    repeated: bool = False,
 ) -> str:
-    """The next user message after code ran."""
+    """The next user message after code ran; ``repeated``: the code was the previous reply's."""
     parts: list[str] = []
     many = len(results) > 1
     for r in results:
@@ -343,6 +359,8 @@ def observation(
             "written before the code's output was seen. Read the output above, then reply with "
             "Final Answer alone."
         )
+    if repeated:
+        parts.append(REPEATED_CODE)
     left = max_iterations - iteration
     parts.append(f"({left} repl{'y' if left == 1 else 'ies'} left)")
     return "\n\n".join(parts)
