@@ -339,6 +339,7 @@ def build_graph(
                 rejected_final=state["reply_final"] is not None,
                 iteration=state["iterations"],
                 max_iterations=run.ctx.max_iterations,
+                repeated=_repeats_previous_reply(state),
             )
         best = state["reply_final"] or _last_output(results) or state.get("best_answer")
         update: dict[str, Any] = {
@@ -458,6 +459,16 @@ def _observed(run: Run, results: list[BlockResult], index: int, r: Any) -> bool:
     results.append(result)
     run.emit("observation", **{k: v for k, v in result.items() if k != "final_answer"})
     return r.final_answer is not None
+
+
+def _repeats_previous_reply(state: State) -> bool:
+    """Whether this reply's code is exactly the previous reply's: a model at temperature 0 that
+    re-runs its code to "check" it otherwise loops on it until its replies run out."""
+    messages = state["messages"]
+    # [..., previous reply, its observation, this reply]
+    if len(messages) < 3 or not isinstance(messages[-3], AIMessage):
+        return False
+    return parse_reply(message_text(messages[-3])).code_blocks == state["code_blocks"]
 
 
 def _finish_begins(run: Run, state: State) -> tuple[Run, HumanMessage | None]:

@@ -9,7 +9,7 @@ import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from rlm_graph import budget as budgets
-from rlm_graph import build_graph, runs
+from rlm_graph import build_graph, prompts, runs
 from rlm_graph.prompts import InputError
 from tests.fakes import (
     FakeChatModel,
@@ -194,6 +194,22 @@ def test_code_plus_final_answer_is_not_accepted() -> None:
     history = model.prompts[1][-2]
     assert isinstance(history, AIMessage) and "print(7)" in text_of(history)
     assert "99" not in text_of(history) and "Final Answer" not in text_of(history)
+
+
+def test_repeated_code_is_pointed_out() -> None:
+    model = FakeChatModel(
+        respond=scripted(
+            code("x = 1\nprint(x)"),
+            code("x = 1\nprint(x)", "check again"),
+            code("print(x + 1)"),
+            final("2"),
+        )
+    )
+    out = build_graph(model=model).invoke({"query": "q"})
+    assert out["answer"] == "2"
+    observations = [text_of(model.prompts[n][-1]) for n in (1, 2, 3)]
+    assert [prompts.REPEATED_CODE in o for o in observations] == [False, True, False]
+    assert observations[1].startswith("Observation:\n1")  # the code still ran
 
 
 def test_final_answer_inside_try_except_and_later_blocks_skipped() -> None:
