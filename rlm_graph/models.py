@@ -309,8 +309,9 @@ def _local(path: str | None, tags: list[str]) -> BaseChatModel:
         temperature=0,
         max_completion_tokens=settings.max_tokens,  # llama.cpp's server honours this cap
         stop_sequences=list(LOCAL_STOP),
-        # Prompt caching makes temperature-0 output depend on earlier requests.
-        extra_body={"cache_prompt": False},
+        # With the cache, temperature-0 output also depends on the previous request (see
+        # LocalSettings.cache_prompt); RLM_LOCAL_CACHE_PROMPT=0 makes each call stand alone.
+        extra_body={"cache_prompt": settings.cache_prompt},
         timeout=settings.timeout,
         max_retries=1,
         # Small model: the graph gives it the compact prompt and 2,000-char observations.

@@ -22,6 +22,13 @@ def test_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RLM_LOCAL_CTX", "0")
     with pytest.raises(LocalServerError, match="positive"):
         LocalSettings.from_env()
+    monkeypatch.delenv("RLM_LOCAL_CTX")
+    assert LocalSettings.from_env().cache_prompt is True
+    monkeypatch.setenv("RLM_LOCAL_CACHE_PROMPT", "0")
+    assert LocalSettings.from_env().cache_prompt is False
+    monkeypatch.setenv("RLM_LOCAL_CACHE_PROMPT", "maybe")
+    with pytest.raises(LocalServerError, match="RLM_LOCAL_CACHE_PROMPT must be 1 or 0"):
+        LocalSettings.from_env()
 
 
 def test_missing_file(tmp_path: Path) -> None:

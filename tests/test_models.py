@@ -270,9 +270,13 @@ def test_local_client_request_shape(
     assert req["path"] == "/v1/chat/completions"
     assert req["max_completion_tokens"] == 123
     assert req["stop"] == ["\nObservation:"]
-    assert req["cache_prompt"] is False
+    assert req["cache_prompt"] is True
     assert req["temperature"] == 0
     assert fake_server.requests[1]["stream_options"] == {"include_usage": True}
+
+    monkeypatch.setenv("RLM_LOCAL_CACHE_PROMPT", "0")  # each call independent of the last
+    resolve_model(f"local/{gguf}").invoke("again")
+    assert fake_server.requests[-1]["cache_prompt"] is False
 
 
 def test_local_client_retries_a_stalled_call_once(

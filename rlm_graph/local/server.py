@@ -53,6 +53,17 @@ def _env_int(name: str, default: int) -> int:
     return value
 
 
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise LocalServerError(f"{name} must be 1 or 0 (true/false), got {raw!r}")
+
+
 def _env_float(name: str, default: float) -> float:
     raw = os.environ.get(name, "").strip()
     if not raw:
@@ -83,6 +94,11 @@ class LocalSettings:
     """Per-request HTTP timeout in seconds; generous for rare stalls (``RLM_LOCAL_TIMEOUT``)."""
     start_timeout: float = 180.0
     """Seconds to wait for the model to load (``RLM_LOCAL_START_TIMEOUT``)."""
+    cache_prompt: bool = True
+    """Reuse the server's cache of the previous prompt's tokens (``RLM_LOCAL_CACHE_PROMPT``):
+    about half the time per call, since each iteration's prompt extends the previous one.
+    Temperature-0 output then depends on the previous request too: the same sequence of calls
+    gives the same replies, but concurrent calls arriving in another order may not."""
 
     @classmethod
     def from_env(cls) -> LocalSettings:
@@ -95,6 +111,7 @@ class LocalSettings:
             parallel=_env_int("RLM_LOCAL_PARALLEL", d.parallel),
             timeout=_env_float("RLM_LOCAL_TIMEOUT", d.timeout),
             start_timeout=_env_float("RLM_LOCAL_START_TIMEOUT", d.start_timeout),
+            cache_prompt=_env_bool("RLM_LOCAL_CACHE_PROMPT", d.cache_prompt),
         )
 
 
