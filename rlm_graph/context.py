@@ -62,7 +62,7 @@ class Context:
     prompt_style: PromptStyle = field(
         default="auto",
         metadata={
-            "description": "Root system prompt: 'full', or 'compact' (about 300 tokens with one "
+            "description": "Root system prompt: 'full', or 'compact' (about 330 tokens with one "
             "worked example, for small models on a CPU). 'auto' = compact for a small root "
             "model (the local one, or any model tagged 'rlm:small-model'), full otherwise."
         },

@@ -174,6 +174,8 @@ def test_local_model_defaults_match_the_code() -> None:
         assert f"({getattr(defaults, name)})" in row.group(0), row.group(0)
     row = re.search(r"^\| `RLM_LOCAL_TIMEOUT`.*$", readme(), re.M)
     assert row and f"({defaults.timeout:g}, {defaults.start_timeout:g})" in row.group(0)
+    row = re.search(r"^\| `RLM_LOCAL_CACHE_PROMPT` \|.*$", readme(), re.M)
+    assert row and f"({int(defaults.cache_prompt)})" in row.group(0)
 
 
 def test_links_point_at_files() -> None:
