@@ -120,11 +120,12 @@ def _prepare_local(spec: str) -> None:
     """Join/verify the weights and start the server up front, saying so, instead of silently
     inside the first model call."""
     from rlm_graph.local.server import LocalSettings, get_server
-    from rlm_graph.local.weights import ensure_packaged_weights
+    from rlm_graph.local.weights import ensure_packaged_weights, packaged_weights_ready
 
     started = time.monotonic()
     if spec == "local":
-        _say("Preparing the local model (first run: joins and verifies 1.1 GB of weights)...")
+        if not packaged_weights_ready():
+            _say("Joining and verifying the local model's 1.1 GB of weights (first run only)...")
         path = ensure_packaged_weights()
     else:
         from pathlib import Path

@@ -52,6 +52,22 @@ def test_join_verify_and_reuse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert ensure_weights(parts, dest, sha256=sha, size=size) == dest
 
 
+def test_packaged_weights_ready_only_after_a_verified_join(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parts, sha, size = _parts(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(weights, "EXPECTED_SHA256", sha)
+    monkeypatch.setattr(weights, "EXPECTED_SIZE", size)
+    dest = weights.cache_dir() / weights.MODEL_FILENAME
+    assert not weights.packaged_weights_ready()
+    ensure_weights(parts, dest, sha256=sha, size=size)
+    assert weights.packaged_weights_ready()
+    with open(dest, "r+b") as f:
+        f.truncate(size // 2)
+    assert not weights.packaged_weights_ready()
+
+
 def test_truncated_file_is_rebuilt(tmp_path: Path) -> None:
     parts, sha, size = _parts(tmp_path)
     dest = tmp_path / "cache" / "model.gguf"

@@ -40,6 +40,7 @@ __all__ = [
     "ensure_packaged_weights",
     "ensure_weights",
     "find_parts",
+    "packaged_weights_ready",
     "sha256_file",
 ]
 
@@ -232,6 +233,11 @@ def ensure_weights(
             _remove(dest)
         _assemble(parts, dest, sha256, size)
     return dest
+
+
+def packaged_weights_ready() -> bool:
+    """Whether the joined, verified packaged model is already in the cache (a cheap check)."""
+    return _marker_matches(cache_dir() / MODEL_FILENAME, EXPECTED_SHA256, EXPECTED_SIZE)
 
 
 def ensure_packaged_weights(*, full: bool | None = None) -> Path:
