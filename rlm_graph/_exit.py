@@ -42,23 +42,33 @@ def abandon() -> None:
 @contextlib.contextmanager
 def interrupt_stops_work() -> Iterator[None]:
     """While active in the main thread, SIGINT stops in-flight work, then raises
-    ``KeyboardInterrupt``. Does nothing where SIGINT is not Python's default handler (ignored in
-    a background job, or already handled by the caller)."""
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
-        yield
-        return
+    ``KeyboardInterrupt``; when a ``KeyboardInterrupt`` leaves the block, the work has stopped.
+    The handler is not installed where SIGINT is not Python's default handler (ignored in a
+    background job, or already handled by the caller)."""
+    stopping: list[threading.Thread] = []
 
     def on_sigint(signum: int, frame: FrameType | None) -> None:
         # In a thread: the main thread may hold the very locks that stopping takes (a server
         # that is starting, the run registry), and the handler runs in the main thread.
-        threading.Thread(target=abandon, name="rlm-graph-abandon", daemon=True).start()
+        if not stopping:
+            stopping.append(threading.Thread(target=abandon, name="rlm-graph-abandon", daemon=True))
+            stopping[0].start()
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    install = (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    )
+    previous = signal.signal(signal.SIGINT, on_sigint) if install else None
     try:
         yield
+    except KeyboardInterrupt:
+        # Finished before the interrupt goes on, not just started by the handler.
+        if stopping:
+            stopping[0].join()
+        else:
+            abandon()
+        raise
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if install:
+            signal.signal(signal.SIGINT, previous)

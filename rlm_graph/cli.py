@@ -267,7 +267,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err(str(exc))
         return 2
     except KeyboardInterrupt:
-        _exit.abandon()  # done before exiting, not just started by the SIGINT handler
         _err("interrupted")
         return 130
     except Exception as exc:

@@ -191,7 +191,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             payload = {"query": task.question, "context": task.context}
             result = _run_graph(graph, payload, args.quiet)
     except KeyboardInterrupt:
-        _exit.abandon()  # done before exiting, not just started by the SIGINT handler
         print("rlm-graph demo: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:

@@ -33,9 +33,17 @@ def test_sigint_runs_the_hooks_then_raises(hooks: list[str]) -> None:
     with pytest.raises(KeyboardInterrupt), _exit.interrupt_stops_work():
         os.kill(os.getpid(), signal.SIGINT)
         threading.Event().wait(5)  # interrupted long before this ends
+    assert done.is_set()  # stopped by the time the interrupt left the block
     assert done.wait(5)
-    assert hooks == ["stopped"]
+    assert hooks == ["stopped"]  # once: the block waited for the handler's thread
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_a_keyboard_interrupt_without_sigint_also_stops_the_work(hooks: list[str]) -> None:
+    _exit.on_abandon(lambda: hooks.append("stopped"))
+    with pytest.raises(KeyboardInterrupt), _exit.interrupt_stops_work():
+        raise KeyboardInterrupt
+    assert hooks == ["stopped"]
 
 
 def test_a_failing_hook_does_not_stop_the_others(hooks: list[str]) -> None:
