@@ -1,4 +1,5 @@
-"""Commands run the way a terminal runs a foreground job, for Ctrl-C tests."""
+"""Processes in tests: commands run as a terminal runs a foreground job (for Ctrl-C tests),
+and the children a process has (for what it leaves behind)."""
 
 from __future__ import annotations
 
@@ -53,3 +54,19 @@ def ctrl_c(proc: subprocess.Popen[str], timeout: float) -> str:
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=timeout)
     return err
+
+
+def child_pids(parent: int | None = None) -> list[int]:
+    """Direct children of ``parent`` (default: this process), zombies included."""
+    ppid = str(os.getpid() if parent is None else parent)
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[1] == ppid:
+                pids.append(int(entry))
+    return pids

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from rlm_graph.local import local_extra_installed
-from tests.jobs import ctrl_c, foreground_job, read_until
+from tests.jobs import child_pids, ctrl_c, foreground_job, read_until
 
 pytestmark = [
     pytest.mark.local_model,
@@ -230,16 +230,13 @@ _HOLD_SCRIPT = textwrap.dedent(
 def _server_children(host_pid: int) -> list[int]:
     """The llama.cpp server processes whose parent is ``host_pid``."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid in child_pids(host_pid):
         try:
-            ppid = int((entry / "stat").read_text().split(")")[-1].split()[1])
-            cmdline = (entry / "cmdline").read_bytes()
-        except (OSError, IndexError, ValueError):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
             continue
-        if ppid == host_pid and b"rlm_graph.local.server_main" in cmdline:
-            found.append(int(entry.name))
+        if b"rlm_graph.local.server_main" in cmdline:
+            found.append(pid)
     return found
 
 

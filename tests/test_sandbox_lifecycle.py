@@ -13,6 +13,7 @@ import pytest
 
 from rlm_graph.sandbox import Sandbox, SandboxError
 from rlm_graph.sandbox.template import shutdown_template
+from tests.jobs import child_pids
 
 
 @pytest.fixture(autouse=True)
@@ -20,22 +21,6 @@ def warm_template() -> None:
     """Start the shared zygote template first: it is meant to outlive single sandboxes."""
     with Sandbox() as sb:
         sb.start()
-
-
-def child_pids() -> list[int]:
-    """Direct children of this process, zombies included."""
-    me = str(os.getpid())
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[1] == me:
-                pids.append(int(entry))
-    return pids
 
 
 def open_fds() -> set[str]:
