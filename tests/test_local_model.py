@@ -279,15 +279,17 @@ def test_ctrl_c_during_a_demo_run_stops_the_server() -> None:
     # Ctrl-C in a terminal signals the foreground process group: here the CLI's own session.
     env = _env()
     env["RLM_LOCAL_MAX_TOKENS"] = "256"
+    # One thread: the first call (a ~600-token prompt, then the reply) takes well over 10 s.
+    env["RLM_LOCAL_THREADS"] = "1"
     cmd = [sys.executable, "-m", "rlm_graph", "demo", "--chars", "20000", "--model", "local"]
     with foreground_job(cmd, cwd=ROOT, env=env) as host:
         seen = read_until(host, lambda line: "Local model ready" in line)
         servers = _server_children(host.pid)
         assert len(servers) == 1, seen
-        time.sleep(3)  # the first model call is under way
+        time.sleep(1)  # the first model call is under way
         # Promptly: the server is stopped first, so the call in flight fails at once instead
         # of holding the exit until the model has finished generating.
-        err = ctrl_c(host, timeout=30)
+        err = ctrl_c(host, timeout=10)
     assert host.returncode == 130, err[-2000:]
     assert "interrupted" in err
     assert _wait_gone(servers) == []
