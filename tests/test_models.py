@@ -246,11 +246,11 @@ def test_ollama_over_loopback(fake_server: _FakeServer, monkeypatch: pytest.Monk
     assert fake_server.requests[0]["path"] == "/api/chat"
 
 
-def test_local_client_request_shape(
+def _local_served_by(
     fake_server: _FakeServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    """The local provider's ChatOpenAI settings reach the server, and the base URL is only
-    set once the (here: stand-in) server reports its address."""
+) -> tuple[str, list[Path]]:
+    """A ``local/<file>`` spec whose llama.cpp server is stood in for by ``fake_server``, and
+    the list of files whose server was asked to start."""
     gguf = tmp_path / "tiny.gguf"
     gguf.write_bytes(b"GGUF")
     started: list[Path] = []
@@ -261,8 +261,17 @@ def test_local_client_request_shape(
             return fake_server.url
 
     monkeypatch.setattr("rlm_graph.local.server.get_server", lambda path, settings: _StubServer())
+    return f"local/{gguf}", started
+
+
+def test_local_client_request_shape(
+    fake_server: _FakeServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The local provider's ChatOpenAI settings reach the server, and the base URL is only
+    set once the (here: stand-in) server reports its address."""
+    spec, started = _local_served_by(fake_server, monkeypatch, tmp_path)
     monkeypatch.setenv("RLM_LOCAL_MAX_TOKENS", "123")
-    model = resolve_model(f"local/{gguf}")
+    model = resolve_model(spec)
     assert not started  # lazy: nothing starts at resolve time
     _check_invoke_and_stream(model)
     assert started
@@ -275,7 +284,7 @@ def test_local_client_request_shape(
     assert fake_server.requests[1]["stream_options"] == {"include_usage": True}
 
     monkeypatch.setenv("RLM_LOCAL_CACHE_PROMPT", "0")  # each call independent of the last
-    resolve_model(f"local/{gguf}").invoke("again")
+    resolve_model(spec).invoke("again")
     assert fake_server.requests[-1]["cache_prompt"] is False
 
 
@@ -284,16 +293,9 @@ def test_local_client_retries_a_stalled_call_once(
 ) -> None:
     """A call the server never answers times out after RLM_LOCAL_TIMEOUT and is retried once;
     two stalls in a row fail with a timeout instead of hanging."""
-    gguf = tmp_path / "tiny.gguf"
-    gguf.write_bytes(b"GGUF")
-
-    class _StubServer:
-        def ensure_started(self) -> str:
-            return fake_server.url
-
-    monkeypatch.setattr("rlm_graph.local.server.get_server", lambda path, settings: _StubServer())
+    spec, _ = _local_served_by(fake_server, monkeypatch, tmp_path)
     monkeypatch.setenv("RLM_LOCAL_TIMEOUT", "1")
-    model = resolve_model(f"local/{gguf}")
+    model = resolve_model(spec)
     fake_server.stall_requests, fake_server.stall_seconds = 1, 3.0
     assert model.invoke("how long is the context?").content == REPLY
     assert len(fake_server.requests) == 2  # the stalled request, then the retry
