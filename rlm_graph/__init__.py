@@ -6,6 +6,7 @@ Public API (imported lazily so ``import rlm_graph`` and the sandbox worker stay 
 - :class:`Context` — its per-run settings (the graph's context schema).
 - :func:`resolve_model` — ``"provider/model"`` spec → LangChain chat model.
 - :class:`InputError` — the ``ValueError`` raised for unusable graph input.
+- :func:`open_runs` / :func:`close_runs` — the live runs (sandboxes) of a graph.
 """
 
 from __future__ import annotations
@@ -17,18 +18,28 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from rlm_graph.context import Context
-    from rlm_graph.graph import build_graph
+    from rlm_graph.graph import build_graph, close_runs, open_runs
+    from rlm_graph.inputs import InputError
     from rlm_graph.models import resolve_model
-    from rlm_graph.prompts import InputError
 
 _LAZY = {
     "build_graph": "rlm_graph.graph",
     "Context": "rlm_graph.context",
     "resolve_model": "rlm_graph.models",
-    "InputError": "rlm_graph.prompts",
+    "InputError": "rlm_graph.inputs",
+    "open_runs": "rlm_graph.graph",
+    "close_runs": "rlm_graph.graph",
 }
 
-__all__ = ["Context", "InputError", "__version__", "build_graph", "resolve_model"]
+__all__ = [
+    "Context",
+    "InputError",
+    "__version__",
+    "build_graph",
+    "close_runs",
+    "open_runs",
+    "resolve_model",
+]
 
 
 def __getattr__(name: str) -> Any:

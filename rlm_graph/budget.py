@@ -1,9 +1,8 @@
 """Shared limits and usage accounting for a whole recursion tree.
 
-One :class:`Budget` serves the root run and every descendant. It is found through
-``config["configurable"]["rlm_root"]`` (a string id into a process-local registry) so the run
-config stays serializable. All methods are thread-safe: sandbox sub-calls arrive from many host
-threads at once.
+One :class:`Budget` serves the root run and every descendant: the root run creates it and each
+child run takes its parent's (see :mod:`rlm_graph.runs`). All methods are thread-safe: sandbox
+sub-calls arrive from many host threads at once.
 
 Call accounting: a call *reserves* a slot with :meth:`Budget.reserve` before it starts, so
 ``max_llm_calls`` can never be exceeded however many calls are in flight. A call that fails
@@ -44,9 +43,7 @@ class Budget:
         self.started = clock()
         self._lock = threading.Lock()
         self._reserved = 0
-        self._in_flight = 0
         self._usage = empty_usage()
-        self._exhausted: str | None = None
 
     def elapsed(self) -> float:
         """Seconds since the tree started."""
@@ -66,31 +63,24 @@ class Budget:
     def exhausted(self) -> str | None:
         """Why no new call may start, or None while calls are still allowed."""
         with self._lock:
-            reason = self._reason_locked()
-            if reason:
-                self._exhausted = reason
-            return reason
+            return self._reason_locked()
 
     def reserve(self) -> None:
         """Take one call slot or raise :class:`BudgetExhausted`."""
         with self._lock:
             reason = self._reason_locked()
             if reason:
-                self._exhausted = reason
                 raise BudgetExhausted(f"budget exhausted: {reason}")
             self._reserved += 1
-            self._in_flight += 1
 
     def release(self) -> None:
         """Give back a slot whose call failed without an answer."""
         with self._lock:
             self._reserved -= 1
-            self._in_flight -= 1
 
     def record(self, usage: Usage) -> None:
         """Account for a reserved call that answered (``usage["llm_calls"]`` is ignored)."""
         with self._lock:
-            self._in_flight -= 1
             self._usage = add_usage(self._usage, {**usage, "llm_calls": 1})
 
     @property
@@ -98,12 +88,6 @@ class Budget:
         """Totals recorded so far for the whole tree."""
         with self._lock:
             return Usage(**self._usage)
-
-    @property
-    def exhausted_reason(self) -> str | None:
-        """The last reason a reservation was refused (sticky), or None."""
-        with self._lock:
-            return self._exhausted
 
     def remaining(self) -> dict[str, float | int | None]:
         """What is left of each limit (None = unlimited), for the prompt."""
@@ -119,25 +103,3 @@ class Budget:
                 if self.max_seconds is None
                 else max(0.0, round(self.max_seconds - self.elapsed(), 1)),
             }
-
-
-_REGISTRY: dict[str, Budget] = {}
-_REGISTRY_LOCK = threading.Lock()
-
-
-def register(budget_id: str, budget: Budget) -> None:
-    """Make ``budget`` findable by ``budget_id`` (the root run's id)."""
-    with _REGISTRY_LOCK:
-        _REGISTRY[budget_id] = budget
-
-
-def lookup(budget_id: str) -> Budget | None:
-    """The budget registered under ``budget_id``, if any."""
-    with _REGISTRY_LOCK:
-        return _REGISTRY.get(budget_id)
-
-
-def unregister(budget_id: str) -> None:
-    """Forget a finished tree's budget (idempotent)."""
-    with _REGISTRY_LOCK:
-        _REGISTRY.pop(budget_id, None)

@@ -1,30 +1,38 @@
 """The ``rlm-graph`` command: run a Recursive Language Model on a query and a long input.
 
-Exit codes: 0 answered, 2 bad usage or input (checked before any model call), 1 the run failed.
+One flag per setting of :class:`rlm_graph.context.Context`, derived from the schema so the two
+cannot drift. Exit codes: 0 answered, 2 bad usage or input (checked before any model call),
+1 the run failed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import traceback
+import types
+import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any, Literal, NoReturn
+from typing import IO, Any, NoReturn
 
 from rlm_graph import _exit
-from rlm_graph.progress import TraceBuilder, choose_progress, stream_with_progress
+from rlm_graph.launch import SetupError, choose_models, load_dotenv, run_with_progress
 
 __all__ = ["UsageError", "main"]
 
 PROG = "rlm-graph"
+UsageError = SetupError
 
-
-class UsageError(Exception):
-    """Bad usage or input: reported on one line, exit code 2."""
+# Flags whose wording is better than the schema's (the model specs take the CLI's default order).
+_MODEL_HELP = {
+    "model": "root model: provider/model (groq/..., openai/..., ollama/..., gemini/..., local) "
+    "or package.module:attribute (a BaseChatModel or zero-argument factory). "
+    "Default: $RLM_MODEL, Groq if GROQ_API_KEY is set, else the local model if installed",
+    "sub_model": "model for llm_query sub-calls (default: $RLM_SUB_MODEL, else the root model)",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,7 +42,40 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def flag_of(setting: str) -> str:
+    """The CLI flag of a Context setting: ``max_depth`` → ``--max-depth``."""
+    return "--" + setting.replace("_", "-")
+
+
+def _without_none(hint: Any) -> Any:
+    """``int`` for ``int | None``; other hints unchanged."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
+
+
+def _add_setting_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per Context field. Unset flags stay None so the schema's defaults apply."""
+    from rlm_graph.context import setting_fields
+
+    for f, hint in setting_fields():
+        base = _without_none(hint)
+        kwargs: dict[str, Any] = {"dest": f.name, "default": None}
+        if typing.get_origin(base) is typing.Literal:
+            kwargs["choices"] = list(typing.get_args(base))
+        elif base in (int, float):
+            kwargs.update(type=base, metavar="N" if base is int else "SECONDS")
+        else:
+            kwargs["metavar"] = "SPEC"
+        described = str(f.metadata.get("description", ""))
+        default = "" if f.default is None else f" (default {f.default})"
+        kwargs["help"] = _MODEL_HELP.get(f.name, described + default).replace("%", "%%")
+        p.add_argument(flag_of(f.name), **kwargs)
+
+
 def _build_parser() -> argparse.ArgumentParser:
+    from rlm_graph import __version__
+
     p = _Parser(
         prog=PROG,
         description=(
@@ -52,70 +93,18 @@ def _build_parser() -> argparse.ArgumentParser:
         help="file whose text becomes `context` ('-' reads stdin); without it the query "
         "itself is the payload",
     )
-    p.add_argument(
-        "--model",
-        metavar="SPEC",
-        help="root model: provider/model (groq/..., openai/..., ollama/..., gemini/..., local) "
-        "or package.module:attribute (a BaseChatModel or zero-argument factory). "
-        "Default: $RLM_MODEL, Groq if GROQ_API_KEY is set, else the local model if installed",
-    )
-    p.add_argument(
-        "--sub-model",
-        metavar="SPEC",
-        help="model for llm_query sub-calls (default: $RLM_SUB_MODEL, else the root model)",
-    )
-    p.add_argument("--max-depth", type=int, default=2, metavar="N", help="recursion depth (2)")
-    p.add_argument(
-        "--max-iterations", type=int, default=20, metavar="N", help="iterations per run (20)"
-    )
-    p.add_argument(
-        "--sandbox",
-        choices=["process", "strict"],
-        default="process",
-        help="process: isolated worker process; strict: also bubblewrap namespaces (Linux)",
-    )
+    _add_setting_flags(p)
     p.add_argument("--json", action="store_true", help="print a JSON object instead of text")
     p.add_argument("--trace", metavar="FILE", help="write the whole trajectory tree as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     return p
 
 
 def _err(message: str, stream: IO[str] | None = None) -> None:
     first = " ".join(str(message).split()) or "unknown error"
     print(f"{PROG}: error: {first}", file=stream if stream is not None else sys.stderr)
-
-
-def _load_dotenv() -> None:
-    """Load ``.env`` from the working directory; real environment variables win."""
-    from dotenv import load_dotenv
-
-    env = Path.cwd() / ".env"
-    if env.is_file():
-        load_dotenv(env, override=False)
-
-
-def _default_spec() -> str:
-    """RLM_MODEL, Groq with a key, the local model if installed — or a one-line usage error."""
-    from rlm_graph.models import ModelSpecError, default_model_spec
-
-    try:
-        return default_model_spec()
-    except ModelSpecError as exc:
-        raise UsageError(str(exc)) from exc
-
-
-def _resolve(spec: str, role: Literal["root", "sub"]) -> Any:
-    """Resolve a model spec now, so bad providers and missing keys fail before any call."""
-    if ":" in spec and str(Path.cwd()) not in sys.path:
-        # As with `python -m`, let import-path specs name modules of the current project.
-        sys.path.insert(0, str(Path.cwd()))
-    from rlm_graph.models import ModelSpecError, resolve_model
-
-    try:
-        return resolve_model(spec, role=role)
-    except ModelSpecError as exc:
-        raise UsageError(str(exc)) from exc
 
 
 def _read_context(path: str | None) -> str | None:
@@ -134,18 +123,31 @@ def _read_context(path: str | None) -> str | None:
         raise UsageError(f"cannot read context file {path}: {exc.strerror or exc}") from exc
 
 
-def _check_args(args: argparse.Namespace) -> None:
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line, checked by the schema (flag named on error)."""
+    from rlm_graph.context import CONTEXT_FIELDS, Context, SettingError
+
+    given = {
+        name: getattr(args, name)
+        for name in CONTEXT_FIELDS
+        if name not in ("model", "sub_model") and getattr(args, name) is not None
+    }
+    try:
+        Context(**given)
+    except SettingError as exc:
+        raise UsageError(f"{flag_of(exc.setting)} {exc.problem}") from exc
+    return given
+
+
+def _check_args(args: argparse.Namespace) -> dict[str, Any]:
     if not args.query.strip():
         raise UsageError("QUERY is empty")
-    if args.max_depth < 0:
-        raise UsageError("--max-depth must be >= 0")
-    if args.max_iterations < 1:
-        raise UsageError("--max-iterations must be >= 1")
+    settings = _settings(args)
     if args.trace:
         parent = Path(args.trace).resolve().parent
         if not parent.is_dir():
             raise UsageError(f"--trace directory does not exist: {parent}")
-    if args.sandbox == "strict":
+    if settings.get("sandbox") == "strict":
         from rlm_graph.sandbox import SandboxError
         from rlm_graph.sandbox.strict import check_available
 
@@ -153,14 +155,11 @@ def _check_args(args: argparse.Namespace) -> None:
             check_available()
         except SandboxError as exc:
             raise UsageError(str(exc)) from exc
+    return settings
 
 
 def _write_trace(
-    path: str,
-    builder: TraceBuilder,
-    meta: dict[str, Any],
-    result: dict[str, Any],
-    error: str | None,
+    path: str, builder: Any, meta: dict[str, Any], result: dict[str, Any], error: str | None
 ) -> None:
     trace = {
         **meta,
@@ -177,24 +176,16 @@ def _write_trace(
 
 
 def _run(args: argparse.Namespace) -> int:
-    _check_args(args)
+    settings = _check_args(args)
     context = _read_context(args.context_file)
-    spec = args.model or _default_spec()
-    sub_spec = args.sub_model or os.environ.get("RLM_SUB_MODEL") or None
-    model = _resolve(spec, "root")
-    sub_model = _resolve(sub_spec, "sub") if sub_spec else None
+    models = choose_models(args.model, args.sub_model)
 
     from rlm_graph import build_graph
-    from rlm_graph.prompts import InputError
+    from rlm_graph.inputs import InputError
+    from rlm_graph.progress import TraceBuilder
 
     try:
-        graph = build_graph(
-            model=model,
-            sub_model=sub_model,
-            max_depth=args.max_depth,
-            max_iterations=args.max_iterations,
-            sandbox=args.sandbox,
-        )
+        graph = build_graph(model=models.model, sub_model=models.sub_model, **settings)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
 
@@ -203,13 +194,9 @@ def _run(args: argparse.Namespace) -> int:
         payload["context"] = context
     meta = {
         "query": args.query,
-        "model": spec,
-        "sub_model": sub_spec,
-        "settings": {
-            "max_depth": args.max_depth,
-            "max_iterations": args.max_iterations,
-            "sandbox": args.sandbox,
-        },
+        "model": models.spec,
+        "sub_model": models.sub_spec,
+        "settings": settings,
         "context_chars": len(context) if context is not None else None,
     }
     builder = TraceBuilder()
@@ -217,8 +204,7 @@ def _run(args: argparse.Namespace) -> int:
     error: str | None = None
     started = time.monotonic()
     try:
-        with choose_progress(builder, quiet=args.quiet) as progress:
-            result = stream_with_progress(graph, payload, builder, progress)
+        result = run_with_progress(graph, payload, quiet=args.quiet, builder=builder)
     except InputError as exc:
         error = f"{type(exc).__name__}: {exc}"
         raise UsageError(str(exc)) from exc
@@ -238,7 +224,7 @@ def _run(args: argparse.Namespace) -> int:
             "usage": result.get("usage"),
             "iterations": result.get("iterations"),
             "stopped_reason": result.get("stopped_reason"),
-            "model": spec,
+            "model": models.spec,
             "seconds": meta["seconds"],
             "runs": len(builder.runs),
         }
@@ -257,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(demo_main(args_list[1:]) or 0)
     debug = "--debug" in args_list
     try:
-        _load_dotenv()
+        load_dotenv()
         args = _build_parser().parse_args(args_list)
         with _exit.interrupt_stops_work():
             return _run(args)

@@ -1,109 +1,150 @@
-"""Per-run settings of the RLM graph: its LangGraph context schema.
+"""Per-run settings of the RLM graph: its LangGraph context schema, and the one place each
+setting is declared.
 
-The same fields are the keyword arguments of :func:`rlm_graph.build_graph`; values given there
-become the defaults, and ``graph.invoke(..., context={...})`` overrides them for one run. LangGraph
-Studio builds its settings form from this dataclass, so every field carries a description.
+Every field carries its description (LangGraph Studio builds its form from them) and its check.
+:func:`rlm_graph.build_graph` takes the same names as keyword arguments and makes them the
+defaults; ``graph.invoke(..., context={...})`` overrides them for one run; the CLI derives one
+flag per field (:func:`setting_fields`). An out-of-range value raises :class:`SettingError` (a
+``ValueError``) when the
+settings are built, before any model call.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 SandboxMode = Literal["process", "strict"]
 PromptStyle = Literal["auto", "full", "compact"]
+
+Check = tuple[Callable[[Any], bool], str]
+
+
+def setting(default: Any, description: str, check: Check | None = None) -> Any:
+    """A Context field: its default, its description (Studio, CLI help) and its range check."""
+    return dataclasses.field(default=default, metadata={"description": description, "check": check})
+
+
+class SettingError(ValueError):
+    """A setting is out of range; ``setting`` names it."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"invalid setting: {setting} {problem}")
+        self.setting, self.problem = setting, problem
+
+
+def _at_least(low: float, *, strict: bool = False, optional: bool = False) -> Check:
+    sign = ">" if strict else ">="
+
+    def ok(value: Any) -> bool:
+        if value is None:
+            return optional
+        return bool(value > low if strict else value >= low)
+
+    return ok, f"must be {sign} {low:g}"
+
+
+def _one_of(*choices: str) -> Check:
+    quoted = [f"'{c}'" for c in choices]
+    return (lambda v: v in choices), "must be " + ", ".join(quoted[:-1]) + f" or {quoted[-1]}"
 
 
 @dataclass(kw_only=True)
 class Context:
     """Settings for one RLM run; children inherit them (the depth comes from the run config)."""
 
-    model: str | None = field(
-        default=None,
-        metadata={
-            "description": "Root model spec such as 'groq/llama-3.3-70b-versatile', "
-            "'ollama/qwen2.5-coder', 'openai/gpt-4o-mini', 'gemini/gemini-2.0-flash' or "
-            "'package.module:attr'. Empty = the graph's default model."
-        },
+    model: str | None = setting(
+        None,
+        "Root model spec such as 'groq/llama-3.3-70b-versatile', 'ollama/qwen2.5-coder', "
+        "'openai/gpt-4o-mini', 'gemini/gemini-2.0-flash' or 'package.module:attr'. "
+        "Empty = the graph's default model.",
     )
-    sub_model: str | None = field(
-        default=None,
-        metadata={
-            "description": "Model spec used by llm_query() and by rlm_query() past max_depth. "
-            "Empty = the graph's default sub-model (the root model if none was set)."
-        },
+    sub_model: str | None = setting(
+        None,
+        "Model spec used by llm_query() and by rlm_query() past max_depth. "
+        "Empty = the graph's default sub-model (the root model if none was set).",
     )
-    max_depth: int = field(
-        default=2,
-        metadata={
-            "description": "Deepest recursion level: rlm_query() from a run at this depth is "
-            "answered by a plain sub-model call instead of a child RLM. 0 disables recursion."
-        },
+    max_depth: int = setting(
+        2,
+        "Deepest recursion level: rlm_query() from a run at this depth is answered by a plain "
+        "sub-model call instead of a child RLM. 0 disables recursion.",
+        _at_least(0),
     )
-    max_iterations: int = field(
-        default=20,
-        metadata={
-            "description": "Model turns per run; when reached, one last call asks for the best "
-            "answer from what is known."
-        },
+    max_iterations: int = setting(
+        20,
+        "Model turns per run; when reached, one last call asks for the best answer from what "
+        "is known.",
+        _at_least(1),
     )
-    exec_timeout: float = field(
-        default=60.0,
-        metadata={"description": "Seconds one code block may run (waiting on sub-calls excluded)."},
+    exec_timeout: float = setting(
+        60.0,
+        "Seconds one code block may run (waiting on sub-calls excluded).",
+        _at_least(0, strict=True),
     )
-    max_output_chars: int | None = field(
-        default=None,
-        metadata={
-            "description": "Characters of a block's output shown to the model (head+tail). "
-            "Empty = 20,000, or 2,000 for a small root model (the local one: 8k-token window)."
-        },
+    max_output_chars: int | None = setting(
+        None,
+        "Characters of a block's output shown to the model (head+tail). Empty = 20,000, or "
+        "2,000 for a small root model (the local one: 8k-token window).",
+        _at_least(100, optional=True),
     )
-    prompt_style: PromptStyle = field(
-        default="auto",
-        metadata={
-            "description": "Root system prompt: 'full', or 'compact' (about 330 tokens with one "
-            "worked example, for small models on a CPU). 'auto' = compact for a small root "
-            "model (the local one, or any model tagged 'rlm:small-model'), full otherwise."
-        },
+    prompt_style: PromptStyle = setting(
+        "auto",
+        "Root system prompt: 'full', or 'compact' (about 330 tokens with one worked example, "
+        "for small models on a CPU). 'auto' = compact for a small root model (the local one, "
+        "or any model tagged 'rlm:small-model'), full otherwise.",
+        _one_of("auto", "full", "compact"),
     )
-    sandbox: SandboxMode = field(
-        default="process",
-        metadata={
-            "description": "'process': isolated worker subprocess; 'strict': additionally "
-            "bubblewrap/landlock (no network, read-only filesystem)."
-        },
+    sandbox: SandboxMode = setting(
+        "process",
+        "'process': isolated worker subprocess; 'strict': additionally bubblewrap/landlock "
+        "(no network, read-only filesystem).",
+        _one_of("process", "strict"),
     )
-    max_concurrency: int = field(
-        default=8,
-        metadata={
-            "description": "Sub-calls in flight at once per run for llm_query_batched() and "
-            "rlm_query_batched()."
-        },
+    max_concurrency: int = setting(
+        8,
+        "Sub-calls in flight at once per run for llm_query_batched() and rlm_query_batched().",
+        _at_least(1),
     )
-    max_llm_calls: int | None = field(
-        default=None,
-        metadata={
-            "description": "Model calls allowed for the whole recursion tree (root, llm_query "
-            "and every child). Empty = unlimited."
-        },
+    max_llm_calls: int | None = setting(
+        None,
+        "Model calls allowed for the whole recursion tree (root, llm_query and every child). "
+        "Empty = unlimited.",
+        _at_least(1, optional=True),
     )
-    max_total_tokens: int | None = field(
-        default=None,
-        metadata={
-            "description": "Tokens (input+output) for the whole tree; no new call starts once "
-            "reached. Empty = unlimited."
-        },
+    max_total_tokens: int | None = setting(
+        None,
+        "Tokens (input+output) for the whole tree; no new call starts once reached. "
+        "Empty = unlimited.",
+        _at_least(1, optional=True),
     )
-    max_seconds: float | None = field(
-        default=None,
-        metadata={
-            "description": "Wall-clock deadline in seconds for the whole tree. Empty = none."
-        },
+    max_seconds: float | None = setting(
+        None,
+        "Wall-clock deadline in seconds for the whole tree. Empty = none.",
+        _at_least(0, strict=True, optional=True),
     )
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            check = f.metadata.get("check")
+            if check is not None and not check[0](getattr(self, f.name)):
+                raise SettingError(f.name, check[1])
 
 
 CONTEXT_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Context))
+
+
+def setting_fields() -> list[tuple[dataclasses.Field[Any], Any]]:
+    """Each setting with its resolved type annotation, in declaration order (for the CLI)."""
+    hints = typing.get_type_hints(Context)
+    return [(f, hints[f.name]) for f in dataclasses.fields(Context)]
+
+
+def validate_context(ctx: Context) -> None:
+    """Raise ``ValueError`` with a clear message when a setting is out of range."""
+    ctx.__post_init__()
 
 
 def context_class_with_defaults(defaults: dict[str, Any]) -> type[Context]:
@@ -111,19 +152,23 @@ def context_class_with_defaults(defaults: dict[str, Any]) -> type[Context]:
 
     LangGraph builds the per-run context from the schema class, so a dict passed as
     ``context=`` gets the graph's own defaults for the fields it leaves out (and Studio's form
-    shows them).
+    shows them). Unknown names raise ``TypeError``; out-of-range values ``ValueError``.
     """
     unknown = set(defaults) - set(CONTEXT_FIELDS)
     if unknown:
-        raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        raise TypeError(
+            f"unknown setting(s): {', '.join(sorted(unknown))}; "
+            f"the settings are: {', '.join(CONTEXT_FIELDS)}"
+        )
     new_fields = [
-        (f.name, f.type, field(default=defaults[f.name], metadata=f.metadata))
+        (f.name, f.type, dataclasses.field(default=defaults[f.name], metadata=f.metadata))
         for f in dataclasses.fields(Context)
         if f.name in defaults
     ]
     cls = dataclasses.make_dataclass("Context", new_fields, bases=(Context,), kw_only=True)
     cls.__module__ = __name__
     cls.__doc__ = Context.__doc__
+    cls()  # the defaults themselves must be in range
     return cls
 
 
@@ -136,31 +181,3 @@ def resolve_context(value: Any, cls: type[Context]) -> Context:
     if isinstance(value, dict):
         return cls(**value)
     raise TypeError(f"context must be a dict of settings or a Context, got {type(value).__name__}")
-
-
-def validate_context(ctx: Context) -> None:
-    """Raise ``ValueError`` with a clear message when a setting is out of range."""
-    checks: list[tuple[bool, str]] = [
-        (ctx.max_depth >= 0, "max_depth must be >= 0"),
-        (ctx.max_iterations >= 1, "max_iterations must be >= 1"),
-        (ctx.exec_timeout > 0, "exec_timeout must be > 0"),
-        (
-            ctx.max_output_chars is None or ctx.max_output_chars >= 100,
-            "max_output_chars must be >= 100",
-        ),
-        (
-            ctx.prompt_style in ("auto", "full", "compact"),
-            "prompt_style must be 'auto', 'full' or 'compact'",
-        ),
-        (ctx.max_concurrency >= 1, "max_concurrency must be >= 1"),
-        (ctx.sandbox in ("process", "strict"), "sandbox must be 'process' or 'strict'"),
-        (ctx.max_llm_calls is None or ctx.max_llm_calls >= 1, "max_llm_calls must be >= 1"),
-        (
-            ctx.max_total_tokens is None or ctx.max_total_tokens >= 1,
-            "max_total_tokens must be >= 1",
-        ),
-        (ctx.max_seconds is None or ctx.max_seconds > 0, "max_seconds must be > 0"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ValueError(f"invalid setting: {message}")

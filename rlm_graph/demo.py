@@ -15,7 +15,6 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from rlm_graph import _exit
 
@@ -116,34 +115,6 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _prepare_local(spec: str) -> None:
-    """Join/verify the weights and start the server up front, saying so, instead of silently
-    inside the first model call."""
-    from rlm_graph.local.server import LocalSettings, get_server
-    from rlm_graph.local.weights import ensure_packaged_weights, packaged_weights_ready
-
-    started = time.monotonic()
-    if spec == "local":
-        if not packaged_weights_ready():
-            _say("Joining and verifying the local model's 1.1 GB of weights (first run only)...")
-        path = ensure_packaged_weights()
-    else:
-        from pathlib import Path
-
-        path = Path(spec.removeprefix("local/")).expanduser().resolve()
-    _say("Starting the llama.cpp server on 127.0.0.1...")
-    get_server(path, LocalSettings.from_env()).ensure_started()
-    _say(f"Local model ready in {time.monotonic() - started:.1f} s.")
-
-
-def _run_graph(graph: Any, payload: dict[str, Any], quiet: bool) -> dict[str, Any]:
-    from rlm_graph.progress import TraceBuilder, choose_progress, stream_with_progress
-
-    builder = TraceBuilder()
-    with choose_progress(builder, quiet=quiet) as progress:
-        return stream_with_progress(graph, payload, builder, progress)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; 0 when the run completed (whatever the answer), 2 usage error, 1 failure."""
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -152,21 +123,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rlm-graph demo: error: --chars must be >= 1000, --max-iterations >= 1", file=sys.stderr
         )
         return 2
+    from rlm_graph.launch import SetupError, choose_models, load_dotenv
+
+    load_dotenv()
     try:
-        from dotenv import load_dotenv
-
-        load_dotenv(override=False)
-    except ImportError:  # pragma: no cover - python-dotenv is a runtime dependency
-        pass
-
-    from rlm_graph.models import ModelSpecError, default_model_spec, resolve_model
-
-    try:
-        spec = args.model or default_model_spec()
-        model = resolve_model(spec)
-    except ModelSpecError as exc:
+        models = choose_models(args.model, None)
+    except SetupError as exc:
         print(f"rlm-graph demo: error: {exc}", file=sys.stderr)
         return 2
+    spec = models.spec
 
     task = make_task(args.seed, args.chars)
     n_lines = task.context.count("\n")
@@ -178,18 +143,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     _say(f"Model: {spec}")
 
     from rlm_graph import build_graph
+    from rlm_graph.launch import is_local, prepare_local, run_with_progress
 
     started = time.monotonic()
     try:
         with _exit.interrupt_stops_work():
-            if spec == "local" or spec.startswith("local/"):
-                _prepare_local(spec)
+            if is_local(spec):
+                prepare_local(spec, _say)
             # max_output_chars is left to the graph: the local model is tagged small, so it
             # gets 2,000-char observations (an 8k-token window cannot hold 20k chars next to
             # the prompt).
-            graph = build_graph(model=model, max_iterations=args.max_iterations)
+            graph = build_graph(
+                model=models.model, sub_model=models.sub_model, max_iterations=args.max_iterations
+            )
             payload = {"query": task.question, "context": task.context}
-            result = _run_graph(graph, payload, args.quiet)
+            result = run_with_progress(graph, payload, quiet=args.quiet)
     except KeyboardInterrupt:
         print("rlm-graph demo: interrupted", file=sys.stderr)
         return 130

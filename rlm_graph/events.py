@@ -27,7 +27,7 @@ EventName = Literal[
     "run_end",
 ]
 
-PREVIEW_CHARS = 200
+EVENT_PREVIEW_CHARS = 200
 THOUGHT_CHARS = 500
 
 
@@ -129,7 +129,7 @@ EVENT_TYPES: dict[str, type[BaseEvent]] = {
 """The TypedDict of each event name (its keys are exactly the keys of the emitted dict)."""
 
 
-def preview(text: str, limit: int = PREVIEW_CHARS) -> str:
+def preview(text: str, limit: int = EVENT_PREVIEW_CHARS) -> str:
     """``text`` cut to ``limit`` characters with an ellipsis."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

@@ -28,7 +28,7 @@ from typing import Any, Literal
 from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
 
-from rlm_graph.prompts import SMALL_MODEL_TAG
+from rlm_graph.model_profile import SMALL_MODEL_TAG
 
 __all__ = [
     "DEFAULT_SPEC",

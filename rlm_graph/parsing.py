@@ -29,11 +29,6 @@ class ParsedReply:
     code_blocks: list[str] = field(default_factory=list)
     final_answer: str | None = None
 
-    @property
-    def has_code(self) -> bool:
-        """True when at least one runnable block was found."""
-        return bool(self.code_blocks)
-
 
 def parse_reply(text: str) -> ParsedReply:
     """Split ``text`` into thought, runnable code blocks (in order) and final answer."""

@@ -53,7 +53,7 @@ def _tokens(usage: Mapping[str, Any] | None) -> int:
 
 
 @dataclass
-class _Iteration:
+class _TracedIteration:
     number: int
     t: float
     thought: str = ""
@@ -71,7 +71,7 @@ class _Iteration:
     def errors(self) -> int:
         return sum(1 for b in self.blocks.values() if b.get("error"))
 
-    def to_json(self, runs: Mapping[str, _Run]) -> dict[str, Any]:
+    def to_json(self, runs: Mapping[str, _TracedRun]) -> dict[str, Any]:
         return {
             "iteration": self.number,
             "t": self.t,
@@ -87,7 +87,7 @@ class _Iteration:
 
 
 @dataclass
-class _Run:
+class _TracedRun:
     run_id: str
     parent_run_id: str | None
     depth: int
@@ -95,7 +95,7 @@ class _Run:
     query: str = ""
     context_type: str | None = None
     context_chars: int | None = None
-    iterations: list[_Iteration] = field(default_factory=list)
+    iterations: list[_TracedIteration] = field(default_factory=list)
     answer: str | None = None
     stopped_reason: str | None = None
     n_iterations: int | None = None
@@ -103,16 +103,16 @@ class _Run:
     seconds: float | None = None
     ended: bool = False
 
-    def current(self, number: int, t: float) -> _Iteration:
+    def current(self, number: int, t: float) -> _TracedIteration:
         """The iteration ``number``, created on first mention (events may arrive out of step)."""
         if not self.iterations or self.iterations[-1].number != number:
             for it in self.iterations:
                 if it.number == number:
                     return it
-            self.iterations.append(_Iteration(number=number, t=t))
+            self.iterations.append(_TracedIteration(number=number, t=t))
         return self.iterations[-1]
 
-    def to_json(self, runs: Mapping[str, _Run]) -> dict[str, Any]:
+    def to_json(self, runs: Mapping[str, _TracedRun]) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
             "parent_run_id": self.parent_run_id,
@@ -138,7 +138,7 @@ class TraceBuilder:
     """
 
     def __init__(self) -> None:
-        self.runs: dict[str, _Run] = {}
+        self.runs: dict[str, _TracedRun] = {}
         self.root_id: str | None = None
         self.n_events = 0
 
@@ -153,7 +153,7 @@ class TraceBuilder:
         run = self.runs.get(run_id)
         if run is None:
             parent = event.get("parent_run_id")
-            run = _Run(
+            run = _TracedRun(
                 run_id=run_id,
                 parent_run_id=parent if isinstance(parent, str) else None,
                 depth=int(event.get("depth") or 0),
@@ -218,7 +218,7 @@ class TraceBuilder:
             run.ended = True
 
     @property
-    def root(self) -> _Run | None:
+    def root(self) -> _TracedRun | None:
         """The root run, once its first event has arrived."""
         return self.runs.get(self.root_id) if self.root_id else None
 
@@ -353,7 +353,7 @@ class LiveTree(Progress):
         self._add_run(tree, root, recent)
         return tree
 
-    def _run_label(self, run: _Run) -> str:
+    def _run_label(self, run: _TracedRun) -> str:
         status = "✓" if run.ended else "…"
         tail = ""
         if run.ended:
@@ -361,7 +361,7 @@ class LiveTree(Progress):
         ctx = f" [dim]({run.context_type}, {run.context_chars} chars)[/dim]"
         return f"[bold]{status} d{run.depth}[/bold] {escape(shorten(run.query, 60))}{ctx}{tail}"
 
-    def _add_run(self, node: Tree, run: _Run, recent: int | None = None) -> None:
+    def _add_run(self, node: Tree, run: _TracedRun, recent: int | None = None) -> None:
         shown = run.iterations
         if recent is not None and len(shown) > recent:
             node.add(f"[dim]… {len(shown) - recent} earlier iteration(s)[/dim]")
@@ -389,7 +389,7 @@ class LiveTree(Progress):
                 f"[dim]({run.stopped_reason})[/dim]"
             )
 
-    def _iteration_label(self, it: _Iteration) -> str:
+    def _iteration_label(self, it: _TracedIteration) -> str:
         parts = [f"#{it.number}"]
         if it.thought:
             parts.append(escape(shorten(it.thought, 40)))

@@ -1,149 +1,14 @@
-"""Prompts: the root prompt (metadata only), observations, corrections, the forced answer.
-
-The payload never reaches the model: the prompt describes it (type, length, chunk lengths, a
-short preview) in a size that does not grow with the payload.
+"""The text the root model reads: system prompts (full; compact for small models), the first
+user message, observations, the correction and the forced answer.
 """
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rlm_graph.describe import describe_payload, describe_query
 from rlm_graph.state import BlockResult
-
-QUERY_VERBATIM_CHARS = 2_000
-#: Default ``max_output_chars`` for most models, and for small models (8k-token windows).
-FULL_OUTPUT_CHARS = 20_000
-SMALL_MODEL_OUTPUT_CHARS = 2_000
-#: Tag on a chat model that marks it as small: it gets the compact prompt and the small
-#: output cap unless the settings say otherwise. ``models.py`` sets it on the ``local`` model;
-#: users can add it to their own models' ``tags``.
-SMALL_MODEL_TAG = "rlm:small-model"
-PREVIEW_CHARS = 300
-MAX_LISTED_CHUNKS = 20
-MAX_LISTED_KEYS = 20
-
-
-class InputError(ValueError):
-    """The graph input is unusable; the message says what is wrong and how to fix it."""
-
-
-def validate_input(query: Any, payload: Any) -> None:
-    """Raise :class:`InputError` for a missing/empty/non-string query or an unsupported payload."""
-    if query is None:
-        raise InputError(
-            "input is missing 'query': pass {'query': 'your question', 'context': payload}"
-        )
-    if not isinstance(query, str):
-        raise InputError(
-            f"'query' must be a string, got {type(query).__name__}: pass the question as text "
-            "and any data as 'context'"
-        )
-    if not query.strip():
-        raise InputError("'query' is empty: pass the question to answer as non-empty text")
-    bad = _unsupported(payload)
-    if bad is not None:
-        raise InputError(
-            f"unsupported 'context' type {bad}: pass a str, or a list/dict of str, numbers, "
-            "bools and None (nested); convert other objects with str() or json.dumps()"
-        )
-
-
-_JSON_LEAVES = (str, int, float, bool, type(None))
-
-
-def _unsupported(payload: Any) -> str | None:
-    """Name of the first type the sandbox cannot load, or None when all is JSON-like."""
-    if isinstance(payload, _JSON_LEAVES):
-        return None
-    if not isinstance(payload, (list, tuple, dict)):
-        return type(payload).__name__
-    # Lists of strings are the common large payload: check them in one fast pass.
-    if isinstance(payload, (list, tuple)) and all(type(x) is str for x in payload):
-        return None
-    stack: list[Any] = [payload]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, dict):
-            for k, v in value.items():
-                if not isinstance(k, _JSON_LEAVES):
-                    return f"{type(k).__name__} (as a dict key)"
-                stack.append(v)
-        elif isinstance(value, (list, tuple)):
-            stack.extend(value)
-        elif not isinstance(value, _JSON_LEAVES):
-            return type(value).__name__
-    return None
-
-
-def _type_name(payload: Any) -> str:
-    if isinstance(payload, (list, tuple)):
-        kinds = sorted({type(x).__name__ for x in payload[:1000]})
-        return f"list[{' | '.join(kinds)}]" if kinds else "list"
-    return type(payload).__name__
-
-
-def _chars(item: Any) -> int:
-    return len(item) if isinstance(item, str) else len(repr(item))
-
-
-def payload_chars(payload: Any) -> int:
-    """Total size in characters (strings count their length, other items their repr)."""
-    if isinstance(payload, (list, tuple)):
-        return sum(_chars(x) for x in payload)
-    if isinstance(payload, dict):
-        return sum(_chars(k) + _chars(v) for k, v in payload.items())
-    return _chars(payload)
-
-
-def payload_type(payload: Any) -> str:
-    """Short type description such as ``str`` or ``list[str]``."""
-    return _type_name(payload)
-
-
-def _preview(text: str, limit: int = PREVIEW_CHARS) -> str:
-    text = text if len(text) <= limit else text[:limit] + f"… [{len(text) - limit:,} more chars]"
-    return repr(text)
-
-
-def describe_payload(payload: Any) -> str:
-    """Metadata lines about ``payload`` (never the payload itself)."""
-    lines = [f"- type: {_type_name(payload)}", f"- total length: {payload_chars(payload):,} chars"]
-    if isinstance(payload, str):
-        n_lines = payload.count("\n") + (0 if payload.endswith("\n") else 1)
-        lines.append(f"- lines: {n_lines:,}")
-        lines.append(f"- preview: {_preview(payload)}")
-    elif isinstance(payload, (list, tuple)):
-        sizes = [_chars(x) for x in payload]
-        lines.append(f"- chunks: {len(sizes):,}")
-        if sizes and len(sizes) <= MAX_LISTED_CHUNKS:
-            lines.append(f"- chunk lengths: {sizes}")
-        elif sizes:
-            lines.append(
-                f"- chunk lengths: min {min(sizes):,}, median {int(statistics.median(sizes)):,}, "
-                f"max {max(sizes):,}; first {sizes[:5]}"
-            )
-        if payload:
-            first = payload[0]
-            shown = first if isinstance(first, str) else repr(first)
-            lines.append(f"- preview of context[0]: {_preview(shown)}")
-    elif isinstance(payload, dict):
-        keys = [repr(k) for k in list(payload)[:MAX_LISTED_KEYS]]
-        more = f" (+{len(payload) - len(keys):,} more)" if len(payload) > len(keys) else ""
-        lines.append(f"- keys ({len(payload):,}): {', '.join(keys)}{more}")
-    return "\n".join(lines)
-
-
-def describe_query(query: str) -> str:
-    """The query verbatim when short, otherwise its size and a preview."""
-    if len(query) <= QUERY_VERBATIM_CHARS:
-        return query
-    return (
-        f"(The question is long: {len(query):,} chars. Read it in full from the `query` "
-        f"variable.)\nStart of the question: {_preview(query, 500)}"
-    )
-
 
 SYSTEM_PROMPT = """\
 You answer a question about data you cannot see directly. The data is in a Python REPL as the \
@@ -257,24 +122,6 @@ _COMPACT_RLM_PLAIN = (
     "rlm_query(query, context=None) -> str: you are at the maximum depth ({depth}), so this is "
     "a plain model call, like llm_query."
 )
-
-
-def is_small_model(model: Any) -> bool:
-    """True when ``model`` carries :data:`SMALL_MODEL_TAG` (the ``local`` model does)."""
-    return SMALL_MODEL_TAG in (getattr(model, "tags", None) or ())
-
-
-def use_compact_prompt(prompt_style: str, model: Any) -> bool:
-    """Whether a run with ``prompt_style`` ('auto', 'full', 'compact') on root ``model`` gets the
-    compact prompt: 'auto' picks it for small models."""
-    if prompt_style == "auto":
-        return is_small_model(model)
-    return prompt_style == "compact"
-
-
-def default_output_chars(model: Any) -> int:
-    """``max_output_chars`` when the settings leave it empty: small for small models."""
-    return SMALL_MODEL_OUTPUT_CHARS if is_small_model(model) else FULL_OUTPUT_CHARS
 
 
 def system_prompt(

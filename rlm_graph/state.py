@@ -1,7 +1,7 @@
 """Graph state of one RLM run.
 
-Only plain, serializable values live here (the live sandbox is kept in a process-local registry
-keyed by ``run_id``), so any LangGraph checkpointer can save the state.
+Only plain, serializable values live here (the live sandbox is kept in the graph's run table, keyed
+by ``run_id``: see :mod:`rlm_graph.runs`), so any LangGraph checkpointer can save the state.
 ``typing_extensions.TypedDict`` because ``typing.TypedDict`` breaks the server's schemas on 3.11.
 """
 
@@ -73,6 +73,7 @@ class State(InputState, OutputState):
 
     run_id: str
     code_blocks: list[str]
-    reply_final: str | None
+    #: A Final Answer written in a reply that also had code: a guess, rejected (see nodes).
+    premature_answer: str | None
     results: list[BlockResult]
     best_answer: str | None

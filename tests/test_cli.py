@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from rlm_graph import cli
+from rlm_graph import cli, models
 from tests.jobs import ctrl_c, foreground_job, read_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -361,11 +361,11 @@ def test_default_model_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(rlm_graph.local, "local_extra_installed", lambda: True)
-    assert cli._default_spec() == "local"
+    assert models.default_model_spec() == "local"
     monkeypatch.setenv("GROQ_API_KEY", "gsk-test")
-    assert cli._default_spec().startswith("groq/")
+    assert models.default_model_spec().startswith("groq/")
     monkeypatch.setenv("RLM_MODEL", "ollama/qwen2.5-coder")
-    assert cli._default_spec() == "ollama/qwen2.5-coder"
+    assert models.default_model_spec() == "ollama/qwen2.5-coder"
 
 
 def test_demo_subcommand_is_dispatched(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
-from rlm_graph import budget as budgets
-from rlm_graph import build_graph, prompts, runs
-from rlm_graph.prompts import InputError
+from rlm_graph import build_graph as _build_graph
+from rlm_graph import close_runs, open_runs, prompts
+from rlm_graph.inputs import InputError
 from tests.fakes import (
     FakeChatModel,
     answer_model,
@@ -36,11 +36,24 @@ def events(graph: Any, inp: dict[str, Any], **kwargs: Any) -> tuple[list[Any], l
     return spaces, evs
 
 
+_GRAPHS: list[Any] = []
+
+
+def build_graph(*args: Any, **kwargs: Any) -> Any:
+    """rlm_graph.build_graph, remembering the graph so the leak check can look at its runs."""
+    graph = _build_graph(*args, **kwargs)
+    _GRAPHS.append(graph)
+    return graph
+
+
 @pytest.fixture(autouse=True)
 def _no_leaks() -> Any:
     yield
-    assert runs._RUNS == {}, "a run's live objects (sandbox) were not closed"
-    assert budgets._REGISTRY == {}, "a tree budget was not unregistered"
+    graphs = list(_GRAPHS)
+    _GRAPHS.clear()
+    for graph in graphs:
+        # A run's live objects are its sandbox and, at the root, its tree's budget.
+        assert open_runs(graph) == [], "a run's live objects (sandbox, budget) were not closed"
 
 
 def test_code_then_answer() -> None:
@@ -550,8 +563,7 @@ def test_resume_without_live_objects_reopens_the_run() -> None:
     graph = build_graph(model=FakeChatModel(respond=respond), checkpointer=InMemorySaver())
     config: Any = {"configurable": {"thread_id": "moved"}}
     assert "__interrupt__" in graph.invoke({"query": "q"}, config)
-    runs.close_all()
-    budgets._REGISTRY.clear()
+    close_runs(graph)
     out = graph.invoke(Command(resume="yes"), config)
     assert out["answer"] == "approved:yes"
     assert out["usage"]["llm_calls"] == 3
@@ -656,7 +668,7 @@ async def test_cancelling_astream_stops_code_and_closes_the_run() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     for _ in range(100):
-        if not runs._RUNS:
+        if not open_runs(graph):
             break
         await asyncio.sleep(0.05)
     assert time.monotonic() - began < 10

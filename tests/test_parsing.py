@@ -60,7 +60,7 @@ def test_think_tags_are_ignored() -> None:
 
 def test_neither() -> None:
     parsed = parse_reply("I am not sure what to do.")
-    assert not parsed.has_code and parsed.final_answer is None
+    assert not parsed.code_blocks and parsed.final_answer is None
     assert parsed.thought == "I am not sure what to do."
 
 

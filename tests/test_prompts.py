@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import BaseMessage, SystemMessage
 
-from rlm_graph import build_graph, prompts
+from rlm_graph import build_graph, model_profile, prompts
 from rlm_graph.context import Context, validate_context
 from rlm_graph.parsing import parse_reply
 from tests.fakes import FakeChatModel, code, final, text_of, turn
@@ -78,15 +78,15 @@ def test_compact_example_is_not_the_demo_task() -> None:
 
 
 def test_selection_rules() -> None:
-    small = FakeChatModel(respond=lambda m: "", tags=[prompts.SMALL_MODEL_TAG])
+    small = FakeChatModel(respond=lambda m: "", tags=[model_profile.SMALL_MODEL_TAG])
     other = FakeChatModel(respond=lambda m: "")
-    assert prompts.is_small_model(small) and not prompts.is_small_model(other)
-    assert prompts.use_compact_prompt("auto", small)
-    assert not prompts.use_compact_prompt("auto", other)
-    assert prompts.use_compact_prompt("compact", other)
-    assert not prompts.use_compact_prompt("full", small)
-    assert prompts.default_output_chars(small) == 2_000
-    assert prompts.default_output_chars(other) == 20_000
+    assert model_profile.is_small_model(small) and not model_profile.is_small_model(other)
+    assert model_profile.use_compact_prompt("auto", small)
+    assert not model_profile.use_compact_prompt("auto", other)
+    assert model_profile.use_compact_prompt("compact", other)
+    assert not model_profile.use_compact_prompt("full", small)
+    assert model_profile.default_output_chars(small) == 2_000
+    assert model_profile.default_output_chars(other) == 20_000
     validate_context(Context(prompt_style="compact"))
     with pytest.raises(ValueError, match="prompt_style"):
         validate_context(Context(prompt_style="tiny"))  # type: ignore[arg-type]
@@ -99,7 +99,7 @@ def test_local_model_is_tagged_small(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     gguf = tmp_path / "tiny.gguf"
     gguf.write_bytes(b"GGUF")
     model = resolve_model(f"local/{gguf}")  # nothing starts at resolve time
-    assert prompts.is_small_model(model)
+    assert model_profile.is_small_model(model)
     assert "rlm:root" in (model.tags or [])
 
 
@@ -126,7 +126,7 @@ def _model(tags: list[str] | None = None) -> tuple[FakeChatModel, list[list[Base
 
 
 def test_graph_gives_small_models_the_compact_prompt_and_short_output() -> None:
-    model, seen = _model([prompts.SMALL_MODEL_TAG])
+    model, seen = _model([model_profile.SMALL_MODEL_TAG])
     got = _run(model, seen)
     assert prompts.COMPACT_EXAMPLE in got["system"]
     assert "[output truncated: 5,001 chars in total]" in got["observation"]
@@ -142,7 +142,7 @@ def test_graph_gives_other_models_the_full_prompt_and_long_output() -> None:
 
 
 def test_explicit_settings_win_over_the_model_tag() -> None:
-    model, seen = _model([prompts.SMALL_MODEL_TAG])
+    model, seen = _model([model_profile.SMALL_MODEL_TAG])
     got = _run(model, seen, prompt_style="full", max_output_chars=6_000)
     assert prompts.COMPACT_EXAMPLE not in got["system"] and "6,000 chars" in got["system"]
     assert "truncated" not in got["observation"]

@@ -1,0 +1,71 @@
+"""One budgeted model call: reserve a slot in the tree's budget, call, record the usage."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+
+from rlm_graph.budget import Budget
+from rlm_graph.state import Usage
+
+
+def usage_of(message: BaseMessage) -> Usage:
+    """Usage of one model call from ``AIMessage.usage_metadata`` (zeros when not reported)."""
+    meta = getattr(message, "usage_metadata", None) or {}
+    inp = int(meta.get("input_tokens") or 0)
+    out = int(meta.get("output_tokens") or 0)
+    total = int(meta.get("total_tokens") or (inp + out))
+    return Usage(input_tokens=inp, output_tokens=out, total_tokens=total, llm_calls=1)
+
+
+def message_text(message: BaseMessage) -> str:
+    """Plain text of a model reply (content blocks joined)."""
+    content = message.content
+    if isinstance(content, str):
+        return content
+    parts = [
+        c if isinstance(c, str) else str(c.get("text", ""))
+        for c in content
+        if isinstance(c, str) or c.get("type") == "text"
+    ]
+    return "".join(parts)
+
+
+@contextlib.contextmanager
+def _slot(budget: Budget) -> Iterator[None]:
+    """Hold one reserved call slot; give it back if the call fails (nothing was spent)."""
+    budget.reserve()
+    try:
+        yield
+    except BaseException:
+        budget.release()
+        raise
+
+
+def _recorded(budget: Budget, reply: BaseMessage) -> tuple[BaseMessage, Usage]:
+    usage = usage_of(reply)
+    budget.record(usage)
+    return reply, usage
+
+
+def call_model(budget: Budget, model: BaseChatModel, messages: Any) -> tuple[BaseMessage, Usage]:
+    """One budgeted model call: reserve a slot, call, record usage (release the slot on error).
+
+    Raises :class:`~rlm_graph.budget.BudgetExhausted` before calling when the budget is spent.
+    """
+    with _slot(budget):
+        reply = model.invoke(messages)
+    return _recorded(budget, reply)
+
+
+async def acall_model(
+    budget: Budget, model: BaseChatModel, messages: Any
+) -> tuple[BaseMessage, Usage]:
+    """:func:`call_model` for async runs (cancellation releases the slot)."""
+    with _slot(budget):
+        reply = await model.ainvoke(messages)
+    return _recorded(budget, reply)

@@ -1,0 +1,155 @@
+"""The state updates the loop's nodes return, and how ``think`` and ``observe`` route.
+
+Pure functions of the state and a model reply or block outcome; the nodes in
+:mod:`rlm_graph.nodes` do the I/O and call these.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage, SystemMessage
+from langgraph.graph.message import REMOVE_ALL_MESSAGES
+from langgraph.types import Command
+
+from rlm_graph import prompts
+from rlm_graph.context import Context
+from rlm_graph.events import THOUGHT_CHARS, preview
+from rlm_graph.executor import BlockOutcome
+from rlm_graph.model_calls import message_text
+from rlm_graph.model_profile import FULL_OUTPUT_CHARS
+from rlm_graph.parsing import drop_final_answer, parse_reply
+from rlm_graph.runs import Run
+from rlm_graph.state import BlockResult, State, Usage, add_usage, empty_usage
+
+
+def fresh_state(run_id: str, system: str, query: str, payload: Any) -> dict[str, Any]:
+    """The loop's state at the start of a run (a thread's earlier run is not this one's)."""
+    return {
+        "run_id": run_id,
+        "messages": [
+            RemoveMessage(id=REMOVE_ALL_MESSAGES),
+            SystemMessage(system),
+            HumanMessage(prompts.user_prompt(query, payload)),
+        ],
+        "iterations": 0,
+        "usage": empty_usage(),
+        "answer": "",
+        "stopped_reason": "",
+        "code_blocks": [],
+        "premature_answer": None,
+        "results": [],
+        "best_answer": None,
+    }
+
+
+# think and observe branch. Each returns Command(goto=...) decided from its own update; the
+# state they start from never holds an answer or a stop reason (either leads to finish).
+
+
+def route_after_think(update: dict[str, Any]) -> Command[Any]:
+    """finish on an answer or a spent budget; else run the code, or observe a reply without
+    any (observe sends the correction)."""
+    if update.get("stopped_reason") or update.get("answer"):
+        return Command(update=update, goto="finish")
+    return Command(update=update, goto="execute" if update["code_blocks"] else "observe")
+
+
+def route_after_observe(update: dict[str, Any]) -> Command[Any]:
+    """finish on final_answer(), max_iterations or a spent budget; else think again."""
+    stop = update.get("stopped_reason") or update.get("answer")
+    return Command(update=update, goto="finish" if stop else "think")
+
+
+def reply_update(
+    run: Run, state: State, iteration: int, text: str, usage: Usage, seconds: float
+) -> dict[str, Any]:
+    """The state update for one model reply. A Final Answer written in the same reply as code
+    is a guess made before the output existed: it is cut from the history (a small model
+    otherwise repeats it) and kept only as a fallback answer."""
+    parsed = parse_reply(text)
+    final = parsed.final_answer or None  # an empty "Final Answer:" is no answer
+    run.emit(
+        "model_reply",
+        iteration,
+        thought=preview(parsed.thought, THOUGHT_CHARS),
+        n_code_blocks=len(parsed.code_blocks),
+        has_final=final is not None,
+        seconds=round(seconds, 4),
+        usage=usage,
+    )
+    premature = final is not None and bool(parsed.code_blocks)
+    update: dict[str, Any] = {
+        "messages": [AIMessage(drop_final_answer(text) if premature else text)],
+        "iterations": iteration,
+        "usage": add_usage(state["usage"], usage),
+        "code_blocks": parsed.code_blocks,
+        "premature_answer": final,
+    }
+    if final is not None and not parsed.code_blocks:
+        update.update(answer=final, stopped_reason="final_answer")
+    return update
+
+
+_RESULT_FIELDS = tuple(k for k in BlockResult.__annotations__ if k != "index")
+
+
+def record_result(run: Run, iteration: int, index: int, outcome: BlockOutcome) -> BlockResult:
+    """A block's outcome as a serializable result, announced as an ``observation`` event."""
+    result = BlockResult(index=index, **{k: getattr(outcome, k) for k in _RESULT_FIELDS})  # type: ignore[typeddict-item]
+    run.emit("observation", iteration, **{k: v for k, v in result.items() if k != "final_answer"})
+    return result
+
+
+def repeats_previous_reply(state: State) -> bool:
+    """Whether this reply's code is exactly the previous reply's: a model at temperature 0 that
+    re-runs its code to "check" it otherwise loops on it until its replies run out."""
+    messages = state["messages"]
+    # [..., previous reply, its observation, this reply]
+    if len(messages) < 3 or not isinstance(messages[-3], AIMessage):
+        return False
+    return parse_reply(message_text(messages[-3])).code_blocks == state["code_blocks"]
+
+
+def answer_update(
+    run: Run, state: State, ask: HumanMessage, reply: tuple[Any, Usage] | None
+) -> dict[str, Any]:
+    """The final state update: the answer given, the forced one, or the best one known."""
+    answer, reason = state.get("answer") or "", state.get("stopped_reason") or ""
+    usage, messages = state["usage"], []
+    if not answer:
+        reason = "max_iterations" if reply is not None else "budget"
+    if reply is not None:
+        text = message_text(reply[0])
+        usage = add_usage(usage, reply[1])
+        messages = [ask, AIMessage(text)]
+        answer = (parse_reply(text).final_answer or text).strip()
+    if not answer:
+        answer = (state.get("best_answer") or "").strip() or (
+            f"No answer was found before the run stopped ({reason})."
+        )
+    iterations = state["iterations"]
+    run.emit("final", iterations, answer=answer, stopped_reason=reason, iterations=iterations)
+    run.emit("run_end", iterations, usage=usage, seconds=round(time.monotonic() - run.started, 4))
+    return {
+        "answer": answer,
+        "stopped_reason": reason,
+        "usage": usage,
+        "messages": messages,
+        # Drop the payload: a later run on the same thread without "context" must not see it.
+        "context": None,
+    }
+
+
+def output_chars(ctx: Context) -> int:
+    """The run's output cap (``Loop.settings`` has filled it in; the fallback keeps an int)."""
+    return ctx.max_output_chars or FULL_OUTPUT_CHARS
+
+
+def last_output(results: list[BlockResult]) -> str | None:
+    """The last clean block output (a fallback answer), cut to 2,000 chars."""
+    for r in reversed(results):
+        if r["output"].strip() and not r["error"]:
+            return r["output"].strip()[-2000:]
+    return None
