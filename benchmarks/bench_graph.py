@@ -119,8 +119,16 @@ def root_prompt_chars(payload: str) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--overhead-only",
+        action="store_true",
+        help="print only figure 1's median in ms (for benchmarks/compare_overhead.py)",
+    )
     args = parser.parse_args()
     r = args.repeat
+    if args.overhead_only:
+        print(f"{statistics.median(overhead_per_iteration() for _ in range(r)):.4f}")
+        return
 
     def med(fn: Any, *a: Any) -> float:
         return statistics.median(fn(*a) for _ in range(r))

@@ -78,8 +78,10 @@ class Loop:
         return dataclasses.replace(ctx, max_output_chars=chars)
 
     def live(self, state: State) -> Run:
-        """The run's live objects (re-opened when this process has none)."""
-        return self.runs.get(state["run_id"], get_config(), self.settings())
+        """The run's live objects; re-opened when this process has none (a run resumed from a
+        checkpoint elsewhere gets a fresh budget and, at its next block, a fresh executor)."""
+        run = self.runs.find(state["run_id"])
+        return run or self.runs.open(state["run_id"], get_config(), self.settings())
 
     def release(self, state: Any) -> None:
         """Close the run's live objects after a node failed (cancellation included)."""

@@ -118,12 +118,10 @@ class RunTable:
             self._runs[run_id] = run
         return run
 
-    def get(self, run_id: str, config: RunnableConfig, ctx: Context) -> Run:
-        """The live objects of a run; re-opened if this process has none (a run resumed from a
-        checkpoint elsewhere gets a fresh budget and, at its next block, a fresh executor)."""
+    def find(self, run_id: str) -> Run | None:
+        """The live objects of a run, if this process holds them."""
         with self._lock:
-            run = self._runs.get(run_id)
-        return run if run is not None else self.open(run_id, config, ctx)
+            return self._runs.get(run_id)
 
     def close(self, run_id: str) -> None:
         """Close a run's executor and forget it; at the root, also every leftover of its tree."""

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables.config import var_child_runnable_config
 from langgraph.errors import GraphBubbleUp
 
 from rlm_graph.budget import Budget
@@ -77,6 +78,7 @@ class LoopNode(Runnable[Any, Any]):
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         """Run the body, calling each step it yields."""
+        token = var_child_runnable_config.set(config) if config is not None else None
         try:
             out = self.body(input)
             if not inspect.isgenerator(out):
@@ -87,9 +89,15 @@ class LoopNode(Runnable[Any, Any]):
         except BaseException:
             self.on_failure(input)
             raise
+        finally:
+            if token is not None:
+                var_child_runnable_config.reset(token)
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         """Run the body, awaiting each step it yields."""
+        # The body reads its config and runtime with get_config()/get_runtime(). LangGraph sets
+        # them in the node's context, except for async nodes on Python 3.10 (no task context).
+        token = var_child_runnable_config.set(config) if config is not None else None
         try:
             out = self.body(input)
             if not inspect.isgenerator(out):
@@ -100,6 +108,9 @@ class LoopNode(Runnable[Any, Any]):
         except BaseException:
             self.on_failure(input)
             raise
+        finally:
+            if token is not None:
+                var_child_runnable_config.reset(token)
 
 
 # A step's exception is thrown into the body, which decides (e.g. a spent budget is an answer).
