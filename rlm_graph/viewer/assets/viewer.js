@@ -132,6 +132,7 @@
       info.textContent = hits.iterations + " iteration(s), " + hits.runs + " run(s) match";
     }
     renderTree();
+    document.body.dataset.search = term;  // tells tests the search has been applied
   }
   function shown(key) { return !S.hits || S.hits.visible.has(key); }
 
@@ -260,7 +261,7 @@
       id = parent.id;
     }
     renderTree();
-    var target = document.querySelector('.run[data-key="' + CSS.escape("r:" + runId) + '"]');
+    var target = document.querySelector('.node.run[data-key="' + CSS.escape("r:" + runId) + '"]');
     if (target) { target.scrollIntoView({ block: "start" }); target.classList.add("flash"); }
   }
 
@@ -391,5 +392,7 @@
   renderSummary();
   renderTimeline();
   renderTree();
+  // Milliseconds from navigation start until the page is drawn (read by tests and benchmarks).
+  document.body.dataset.readyMs = String(Math.round(performance.now()));
   document.body.dataset.ready = "1";
 })();
