@@ -219,7 +219,7 @@
     if (b.pending) {
       f.appendChild(el("div", "note", "no output recorded (the block was still running)"));
     } else {
-      var out = field(f, "output", b.output || (b.error ? "" : "(no output)"), "output");
+      var out = b.output || !b.error ? field(f, "output", b.output || "(no output)", "output") : f;
       if (b.truncated) {
         out.appendChild(el("div", "note truncated", "output truncated: showing " + b.shown_chars +
           " of " + b.output_chars + " characters"));
@@ -238,8 +238,10 @@
     h.appendChild(document.createTextNode(" " + (c.kind === "rlm" ? "child run" : "model call") +
       " · " + (c.done ? secs(c.seconds) : "unfinished") + " · @" + secs(c.t_start)));
     d.appendChild(h);
-    field(d, "prompt", c.prompt || "");
-    if (c.answer !== undefined && c.answer !== null) field(d, "answer", c.answer);
+    var io = el("div", "io");
+    field(io, "prompt", c.prompt || "");
+    if (c.answer !== undefined && c.answer !== null) field(io, "answer", c.answer);
+    d.appendChild(io);
     if (c.error) field(d, "error", c.error, "error");
     return d;
   }
@@ -392,7 +394,9 @@
   renderSummary();
   renderTimeline();
   renderTree();
-  // Milliseconds from navigation start until the page is drawn (read by tests and benchmarks).
+  // Milliseconds from navigation start until the page is built and laid out (reading
+  // offsetHeight forces the layout now), read by tests and benchmarks.
+  void document.body.offsetHeight;
   document.body.dataset.readyMs = String(Math.round(performance.now()));
   document.body.dataset.ready = "1";
 })();
