@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,6 +125,40 @@ def test_view_command_writes_the_page_and_reports_bad_input(
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
+
+
+def test_python_dash_m_and_open_use_the_same_command(tmp_path: Path) -> None:
+    src = tmp_path / "run.jsonl"
+    src.write_bytes(FIXTURE.read_bytes())
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "fake-browser"
+    browser.write_text(f'#!/bin/sh\necho "$1" > {opened}\n')
+    browser.chmod(0o755)
+    env = {**os.environ, "BROWSER": str(browser), "DISPLAY": ""}
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlm_graph.viewer", str(src), "--open"],
+        capture_output=True, text=True, timeout=60, env=env, cwd=Path(__file__).parent.parent,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(tmp_path / "run.html")
+    for _ in range(50):  # webbrowser may start the browser in the background
+        if opened.exists():
+            break
+        time.sleep(0.1)
+    assert opened.read_text().strip() == (tmp_path / "run.html").as_uri()
+
+
+def test_the_fixture_script_records_the_same_shape_again(tmp_path: Path) -> None:
+    from tests.fixtures.make_trace import record
+
+    record(tmp_path / "again.jsonl")
+    fresh, committed = load_trace(tmp_path / "again.jsonl"), load_trace(FIXTURE)
+
+    def shape(trace: dict[str, Any]) -> list[tuple[str, int, int]]:
+        return [(e["event"], e["depth"], e["iteration"]) for e in trace["events"]]
+
+    assert fresh["answer"] == committed["answer"] == "9 ERROR lines"
+    assert sorted(shape(fresh)) == sorted(shape(committed))
 
 
 def test_embedded_json_cannot_close_the_script_or_open_a_comment() -> None:
@@ -293,6 +329,11 @@ def test_the_timeline_shows_the_children_running_at_once(fixture_page: Page) -> 
     assert fixture_page.count(".bar.model") == 10 and fixture_page.count(".bar.block") == 6
     assert fixture_page.count(".bar.run") == 4 and fixture_page.count(".bar.sub-llm") == 1
     assert re.search(r"runs\s+4\s+iterations\s+10\s", page.inner_text("#totals"))
+    # A run's name on the timeline opens the tree down to that run.
+    child = next(e for e in fixture_events() if e["depth"] == 1)["run_id"]
+    assert fixture_page.count(f'.node.run[data-run-id="{child}"]') == 0
+    page.locator(".tl-name", has_text="d1 ").first.click()
+    assert fixture_page.count(f'.node.run[data-run-id="{child}"] > .body') == 1
 
 
 @pytest.mark.browser
