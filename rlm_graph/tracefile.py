@@ -128,7 +128,9 @@ class TraceWriter:
         self.path = Path(path)
         self.stream_path = stream_path(self.path)
         self.meta = dict(meta)
+        # Kept in memory only when a summary is written at the end (not for a bare .jsonl).
         self.events: list[dict[str, Any]] = []
+        self._keep = self.path != self.stream_path
         self.closed = False
         self._lock = threading.Lock()
         self._fh: IO[str] | None = open(self.stream_path, "w", encoding="ascii")
@@ -145,7 +147,8 @@ class TraceWriter:
             if self._fh is None:
                 raise ValueError(f"trace {self.path} is closed; events can no longer be added")
             record = dict(event)
-            self.events.append(record)
+            if self._keep:
+                self.events.append(record)
             self._line(record)
 
     def close(self, result: Mapping[str, Any] | None = None, error: str | None = None) -> None:

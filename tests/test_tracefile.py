@@ -167,3 +167,12 @@ def test_a_run_killed_by_sigkill_leaves_a_readable_stream(tmp_path: Path) -> Non
     root = trace["root"]
     assert root["run_id"] == "R" and root["iterations"][0]["children"][0]["run_id"] == "C"
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_bare_stream_keeps_no_events_in_memory(tmp_path: Path) -> None:
+    writer = TraceWriter(tmp_path / "t.jsonl", META)
+    for event in recursive_events():
+        writer.event(event)
+    assert writer.events == []  # everything is on disk; nothing to summarize at the end
+    writer.close(None, None)
+    assert len(lines(tmp_path / "t.jsonl")) == len(recursive_events()) + 2

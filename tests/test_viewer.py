@@ -172,13 +172,28 @@ def test_embedded_json_cannot_close_the_script_or_open_a_comment() -> None:
 # ---- the page in a real browser ----------------------------------------------------------------
 
 
+def require_chromium(path: Path, env: dict[str, str]) -> None:
+    """Skip when the browser is missing, except in CI (``CI=true``), where that fails."""
+    if path.exists():
+        return
+    reason = f"{path} is missing: install it with `apt-get install -y chromium`"
+    if env.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: the browser tests must run in CI)")
+    pytest.skip(reason)
+
+
+def test_a_missing_browser_skips_locally_and_fails_in_ci(tmp_path: Path) -> None:
+    missing = tmp_path / "chromium"
+    with pytest.raises(pytest.skip.Exception, match="apt-get install -y chromium"):
+        require_chromium(missing, {})
+    with pytest.raises(pytest.fail.Exception, match="must run in CI"):
+        require_chromium(missing, {"CI": "true"})
+    require_chromium(FIXTURE, {"CI": "true"})  # present: nothing happens
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is missing: install it with `apt-get install -y chromium`"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (CI=true: browser tests must run in CI)")
-        pytest.skip(reason)
+    require_chromium(CHROMIUM, dict(os.environ))
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
