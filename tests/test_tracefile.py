@@ -162,6 +162,8 @@ def test_a_run_killed_by_sigkill_leaves_a_readable_stream(tmp_path: Path) -> Non
             proc.wait()
     assert not path.exists()  # the summary is written only at the end, never half
     trace = load_trace(tmp_path / "t.jsonl")
+    # A kill inside a write leaves a partial last line: it is dropped and said so.
+    assert trace["cut"] == (not (tmp_path / "t.jsonl").read_bytes().endswith(b"\n"))
     assert trace["complete"] is False and trace["meta"] == {"query": "killed"}
     assert trace["events"][:7] == recursive_events()[:7] and trace["n_events"] >= 7
     root = trace["root"]
