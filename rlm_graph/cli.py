@@ -81,7 +81,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description=(
             "Answer QUERY with a Recursive Language Model: the input lives in a sandboxed "
             "Python REPL as `context`, the model writes code to inspect it and can recurse "
-            "with rlm_query. Subcommand: `rlm-graph demo --help`."
+            "with rlm_query. Subcommands: `rlm-graph demo --help`, `rlm-graph view --help`."
         ),
         epilog="Reads .env from the current directory. Exit codes: 0 answered, 2 bad usage or "
         "input (checked before any model call), 1 the run failed.",
@@ -95,7 +95,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_setting_flags(p)
     p.add_argument("--json", action="store_true", help="print a JSON object instead of text")
-    p.add_argument("--trace", metavar="FILE", help="write the whole trajectory tree as JSON")
+    p.add_argument(
+        "--trace",
+        metavar="FILE",
+        help="write the trajectory: FILE.jsonl streams events as they happen; FILE.json adds a "
+        "summary (run tree + events) at the end; FILE.html writes the viewer page",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
@@ -158,23 +163,6 @@ def _check_args(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
-def _write_trace(
-    path: str, builder: Any, meta: dict[str, Any], result: dict[str, Any], error: str | None
-) -> None:
-    trace = {
-        **meta,
-        "answer": result.get("answer"),
-        "usage": result.get("usage"),
-        "iterations": result.get("iterations"),
-        "stopped_reason": result.get("stopped_reason"),
-        "error": error,
-        "events": builder.n_events,
-        "root": builder.tree(),
-        "orphans": builder.orphans(),
-    }
-    Path(path).write_text(json.dumps(trace, indent=2, default=str) + "\n", encoding="utf-8")
-
-
 def _run(args: argparse.Namespace) -> int:
     settings = _check_args(args)
     context = _read_context(args.context_file)
@@ -183,6 +171,7 @@ def _run(args: argparse.Namespace) -> int:
     from rlm_graph import build_graph
     from rlm_graph.inputs import InputError
     from rlm_graph.progress import TraceBuilder
+    from rlm_graph.tracefile import TraceWriter
 
     try:
         graph = build_graph(model=models.model, sub_model=models.sub_model, **settings)
@@ -200,38 +189,64 @@ def _run(args: argparse.Namespace) -> int:
         "context_chars": len(context) if context is not None else None,
     }
     builder = TraceBuilder()
+    trace = TraceWriter(args.trace, meta) if args.trace else None
+    latest: dict[str, Any] = {}
     result: dict[str, Any] = {}
     error: str | None = None
     started = time.monotonic()
     try:
-        result = run_with_progress(graph, payload, quiet=args.quiet, builder=builder)
-    except InputError as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        raise UsageError(str(exc)) from exc
+        result = run_with_progress(
+            graph,
+            payload,
+            quiet=args.quiet,
+            builder=builder,
+            on_event=trace.event if trace else None,
+            latest=latest,
+        )
+        if "answer" not in result:
+            raise RuntimeError("the graph finished without an answer")
     except BaseException as exc:
         error = f"{type(exc).__name__}: {exc}"
+        if args.json and not isinstance(exc, InputError):
+            _print_json(_failure(error, latest, models.spec, started, len(builder.runs)))
+        if isinstance(exc, InputError):
+            raise UsageError(str(exc)) from exc
         raise
     finally:
-        meta["seconds"] = round(time.monotonic() - started, 3)
-        if args.trace:
-            _write_trace(args.trace, builder, meta, result, error)
-
-    if "answer" not in result:
-        raise RuntimeError("the graph finished without an answer")
+        if trace is not None:
+            trace.close(result or latest, error)
     if args.json:
-        out = {
-            "answer": result.get("answer"),
-            "usage": result.get("usage"),
-            "iterations": result.get("iterations"),
-            "stopped_reason": result.get("stopped_reason"),
-            "model": models.spec,
-            "seconds": meta["seconds"],
-            "runs": len(builder.runs),
-        }
-        print(json.dumps(out, ensure_ascii=False, default=str))
+        out = {key: result.get(key) for key in ("answer", "usage", "iterations", "stopped_reason")}
+        out.update(model=models.spec, seconds=_since(started), runs=len(builder.runs))
+        _print_json(out)
     else:
         print(result["answer"])
     return 0
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 3)
+
+
+def _failure(
+    error: str, latest: dict[str, Any], spec: str, started: float, runs: int
+) -> dict[str, Any]:
+    """``--json`` output of a failed run: the error and whatever was learned before it."""
+    return {
+        "error": error,
+        "answer": latest.get("answer") or None,
+        "best_answer": latest.get("best_answer"),
+        "usage": latest.get("usage"),
+        "iterations": latest.get("iterations"),
+        "stopped_reason": latest.get("stopped_reason") or "error",
+        "model": spec,
+        "seconds": _since(started),
+        "runs": runs,
+    }
+
+
+def _print_json(out: dict[str, Any]) -> None:
+    print(json.dumps(out, ensure_ascii=False, default=str), flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -241,6 +256,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from rlm_graph.demo import main as demo_main
 
         return int(demo_main(args_list[1:]) or 0)
+    if args_list and args_list[0] == "view":
+        from rlm_graph.viewer import main as view_main
+
+        return int(view_main(args_list[1:]) or 0)
     debug = "--debug" in args_list
     try:
         load_dotenv()

@@ -8,7 +8,7 @@ from a LangGraph server.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -426,12 +426,21 @@ def choose_progress(builder: TraceBuilder, *, quiet: bool = False) -> Progress:
 
 
 def stream_with_progress(
-    graph: Any, payload: Mapping[str, Any], builder: TraceBuilder, progress: Progress, **kwargs: Any
+    graph: Any,
+    payload: Mapping[str, Any],
+    builder: TraceBuilder,
+    progress: Progress,
+    *,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    latest: dict[str, Any] | None = None,
+    **kwargs: Any,
 ) -> dict[str, Any]:
-    """Run ``graph`` on ``payload``, feeding custom events of every depth to ``builder`` and
-    ``progress``; return the root run's final values (``{}`` if it produced none).
+    """Run ``graph`` on ``payload``, feeding custom events of every depth to ``builder``,
+    ``progress`` and ``on_event``; return the root run's final values (``{}`` if none).
 
-    ``kwargs`` go to ``graph.stream`` (e.g. ``config`` or ``context``).
+    ``latest``, when given, is kept updated with the root's latest values, so a caller still
+    has the partial state (e.g. ``best_answer``) when the run fails. ``kwargs`` go to
+    ``graph.stream`` (e.g. ``config`` or ``context``).
     """
     result: dict[str, Any] = {}
     for namespace, mode, chunk in graph.stream(
@@ -440,6 +449,11 @@ def stream_with_progress(
         if mode == "custom" and isinstance(chunk, dict):
             builder.add(chunk)
             progress.on_event(chunk)
+            if on_event is not None:
+                on_event(chunk)
         elif mode == "values" and not namespace and isinstance(chunk, dict):
             result = chunk
+            if latest is not None:
+                latest.clear()
+                latest.update(chunk)
     return result

@@ -378,3 +378,93 @@ def test_demo_subcommand_is_dispatched(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "rlm_graph.demo", types.SimpleNamespace(main=fake_main))
     assert cli.main(["demo", "--seed", "3"]) == 7
     assert seen == [["--seed", "3"]]
+
+
+def test_version() -> None:
+    from rlm_graph import __version__
+
+    proc = run("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"rlm-graph {__version__}"
+
+
+def test_budget_flags_cap_the_run(tmp_path: Path) -> None:
+    """--max-llm-calls stops a model that would loop forever; --max-iterations likewise."""
+    (tmp_path / "looping_model.py").write_text(
+        "from tests.fakes import FakeChatModel, code\n\n\n"
+        "def model():\n"
+        "    return FakeChatModel(respond=lambda m: code('print(1)'))\n"
+    )
+    proc = run(
+        "q", "--model", "looping_model:model", "--max-llm-calls", "3", "--json", "--quiet",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["usage"]["llm_calls"] == 3 and out["stopped_reason"] == "budget"
+    proc = run(
+        "q", "--model", "looping_model:model", "--max-iterations", "2", "--json", "--quiet",
+        cwd=tmp_path,
+    )  # fmt: skip
+    out = json.loads(proc.stdout)
+    assert out["iterations"] == 2 and out["stopped_reason"] == "max_iterations"
+    # a token cap refuses new calls once reached: the second call never starts
+    proc = run(
+        "q", "--model", "looping_model:model", "--max-total-tokens", "1", "--json", "--quiet",
+        cwd=tmp_path,
+    )  # fmt: skip
+    out = json.loads(proc.stdout)
+    assert out["usage"]["llm_calls"] == 1 and out["stopped_reason"] == "budget"
+
+
+def test_setting_flags_reach_the_run(tmp_path: Path) -> None:
+    """--exec-timeout and --max-output-chars change what the model is told."""
+    (tmp_path / "echo_model.py").write_text(
+        "from tests.fakes import FakeChatModel, code, final, last_text, turn\n\n\n"
+        "def model():\n"
+        "    def respond(messages):\n"
+        "        if turn(messages) == 0:\n"
+        "            return code('import time\\nprint(\"x\" * 5000)\\ntime.sleep(30)')\n"
+        "        return final(repr(last_text(messages)))\n\n"
+        "    return FakeChatModel(respond=respond)\n"
+    )
+    proc = run(
+        "q", "--model", "echo_model:model", "--exec-timeout", "1", "--max-output-chars", "200",
+        "--quiet", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "timed out" in proc.stdout and "[output truncated: 5,001 chars in total]" in proc.stdout
+
+
+def test_json_on_failure_keeps_what_was_learned(tmp_path: Path) -> None:
+    (tmp_path / "half_model.py").write_text(
+        "from tests.fakes import FakeChatModel, code, turn\n\n\n"
+        "def model():\n"
+        "    def respond(messages):\n"
+        "        if turn(messages) == 0:\n"
+        "            return code('print(42)')\n"
+        "        raise RuntimeError('second call failed')\n\n"
+        "    return FakeChatModel(respond=respond)\n"
+    )
+    proc = run("q", "--model", "half_model:model", "--json", "--quiet", cwd=tmp_path)
+    assert proc.returncode == 1
+    out = json.loads(proc.stdout)
+    assert "second call failed" in out["error"]
+    assert out["best_answer"] == "42" and out["usage"]["llm_calls"] == 1
+
+
+def test_trace_html_and_view_subcommand(log_file: Path, tmp_path: Path) -> None:
+    page = tmp_path / "run.html"
+    proc = run(
+        "Measure it", "--context-file", str(log_file), "--model", "tests.fakes:recursive_model",
+        "--trace", str(page), "--quiet",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    stream = tmp_path / "run.jsonl"
+    assert page.read_text().startswith("<!DOCTYPE html>") and "Measure it" in page.read_text()
+    events = [json.loads(line) for line in stream.read_text().splitlines()]
+    assert events[0]["record"] == "meta" and events[-1]["record"] == "end"
+    assert {e.get("depth") for e in events[1:-1]} == {0, 1}
+    again = tmp_path / "again.html"
+    proc = run("view", str(stream), "-o", str(again))
+    assert proc.returncode == 0, proc.stderr
+    assert "Measure it" in again.read_text()
