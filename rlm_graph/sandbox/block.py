@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from ._frames import FrameTooLarge
 from .callbacks import CallbackRun
 from .channel import RECV_CHUNK, WorkerHandle
+from .child.frames import FrameTooLarge
 from .output import CappedOutput
 
 # How the block ended: the worker reported "done"; it died or broke the protocol ("died"); it

@@ -10,17 +10,17 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .channel import WorkerHandle
+from .child.tables import CALLBACK_HANDLERS, CALLBACK_NAMES
 
 Handler = Callable[..., Any]
 
-SINGLE = {"llm_query": "llm_query", "rlm_query": "rlm_query"}
-BATCHED = {"llm_query_batched": "llm_query", "rlm_query_batched": "rlm_query"}
-CALLBACK_NAMES = (*SINGLE, *BATCHED)
+SINGLE = {k: v for k, v in CALLBACK_HANDLERS.items() if not k.endswith("_batched")}
+BATCHED = {k: v for k, v in CALLBACK_HANDLERS.items() if k.endswith("_batched")}
 
 
 def available_callbacks(handlers: Mapping[str, Handler]) -> list[str]:
     """Worker-side names that have a host handler behind them."""
-    return [name for name in CALLBACK_NAMES if {**SINGLE, **BATCHED}[name] in handlers]
+    return [name for name in CALLBACK_NAMES if CALLBACK_HANDLERS[name] in handlers]
 
 
 class CallbackRun:

@@ -10,8 +10,8 @@ import socket
 import threading
 from typing import Any
 
-from . import _frames
-from ._frames import FrameTooLarge
+from .child import frames
+from .child.frames import FrameTooLarge
 
 RECV_CHUNK = 1 << 20
 
@@ -27,9 +27,9 @@ class FrameReader:
         """Add received bytes; return the complete messages now available."""
         self._buf += data
         out: list[Any] = []
-        size = _frames.HEADER.size
+        size = frames.HEADER.size
         while len(self._buf) >= size:
-            (length,) = _frames.HEADER.unpack_from(self._buf)
+            (length,) = frames.HEADER.unpack_from(self._buf)
             if length > self.max_bytes:
                 raise FrameTooLarge(
                     f"the worker sent a frame of {length:,} bytes, over the limit of "
@@ -40,7 +40,7 @@ class FrameReader:
             body = bytes(self._buf[size : size + length])
             del self._buf[: size + length]
             try:
-                out.append(_frames.decode_body(body))
+                out.append(frames.decode_body(body))
             except ValueError as exc:
                 raise FrameTooLarge(f"the worker sent a malformed frame ({exc})") from None
         return out
@@ -67,7 +67,7 @@ class WorkerHandle:
 
     def send(self, message: Any) -> bool:
         """Send one frame; ``False`` if the worker is gone (callers treat that as its death)."""
-        data = _frames.encode(message)
+        data = frames.encode(message)
         with self.send_lock:
             if self.closed:
                 return False

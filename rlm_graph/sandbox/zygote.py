@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import select
 import signal
 import socket
 import subprocess
-import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from .cgroup import PidsCgroup
-from .errors import SandboxError
+from .control import ControlClient, ZygoteDied
+from .template import spawn_zygote
 
-WORKER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_worker.py")
-_REPLY_MAX = 1 << 16
-
-
-class ZygoteDied(SandboxError):
-    """The zygote process exited or stopped answering."""
+__all__ = ["ZygoteDied", "ZygoteHandle", "describe_wait_status"]
 
 
 class Process(Protocol):
@@ -36,14 +28,19 @@ class Process(Protocol):
     def kill(self) -> None: ...
 
 
-class ZygoteProcess:
-    """A running zygote and its control socket (SOCK_SEQPACKET, so messages keep their bounds)."""
+class ZygoteHandle:
+    """The host's handle on one running zygote: its process and its control client."""
 
     def __init__(self, proc: Process, ctl: socket.socket, log_path: str) -> None:
         self.proc = proc
         self.ctl = ctl
         self.log_path = log_path
-        self.lock = threading.Lock()
+        self.control = ControlClient(
+            ctl,
+            name="sandbox zygote",
+            exited=lambda: self.proc.poll() is not None,
+            describe_death=self.death_reason,
+        )
         self.vm_size = 0
         self.payload_bytes = 0
 
@@ -55,7 +52,7 @@ class ZygoteProcess:
         env: dict[str, str],
         cwd: str,
         log_path: str,
-    ) -> tuple[ZygoteProcess, socket.socket]:
+    ) -> tuple[ZygoteHandle, socket.socket]:
         """Start the zygote; returns it and the host end of its payload socket.
 
         ``argv_for_fds(control_fd, payload_fd)`` builds its argv. The caller streams the payload
@@ -81,10 +78,8 @@ class ZygoteProcess:
     @classmethod
     def fork_from_template(
         cls, paths: list[str], *, scratch: str, log_path: str, cgroup: PidsCgroup | None
-    ) -> tuple[ZygoteProcess, socket.socket]:
+    ) -> tuple[ZygoteHandle, socket.socket]:
         """Like :meth:`spawn`, but forked from the shared warm template process."""
-        from .template import spawn_zygote
-
         with _socket_pairs() as (host_end, child_end, data_host, data_child):
             with open(log_path, "wb") as log:
                 fds = (child_end.fileno(), data_child.fileno(), log.fileno())
@@ -101,7 +96,7 @@ class ZygoteProcess:
 
     def wait_ready(self, timeout: float) -> None:
         """Block until the zygote has loaded ``context``."""
-        reply = self._recv(timeout, what="loading the payload")
+        reply = self.control.receive(timeout, what="loading the payload")
         if reply.get("op") != "ready":
             raise ZygoteDied(f"unexpected first message from the zygote: {reply!r}")
         self.vm_size = int(reply.get("vm_size", 0))
@@ -109,38 +104,7 @@ class ZygoteProcess:
 
     def request(self, msg: dict[str, Any], fds: tuple[int, ...] = (), timeout: float = 30.0) -> Any:
         """Send one command and return its reply; raises :class:`ZygoteDied` if it is gone."""
-        with self.lock:
-            data = json.dumps(msg).encode()
-            try:
-                if fds:
-                    socket.send_fds(self.ctl, [data], list(fds))
-                else:
-                    self.ctl.send(data)
-            except OSError as exc:
-                raise ZygoteDied(f"the zygote process is gone ({exc})") from None
-            reply = self._recv(timeout, what=str(msg.get("op")))
-        if not reply.get("ok"):
-            raise SandboxError(f"zygote refused {msg.get('op')!r}: {reply.get('error')}")
-        return reply
-
-    def _recv(self, timeout: float, what: str) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ZygoteDied(f"the zygote did not answer within {timeout:.0f} s ({what})")
-            ready, _, _ = select.select([self.ctl], [], [], min(left, 0.5))
-            if ready:
-                break
-            if self.proc.poll() is not None:
-                raise ZygoteDied(self.death_reason())
-        try:
-            data = self.ctl.recv(_REPLY_MAX)
-        except OSError:
-            data = b""
-        if not data:
-            raise ZygoteDied(self.death_reason())
-        return json.loads(data)
+        return self.control.request(msg, fds, timeout)
 
     def death_reason(self) -> str:
         """Describe why the zygote stopped, with the tail of its stderr."""

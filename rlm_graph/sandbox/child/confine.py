@@ -1,7 +1,7 @@
 """Second confinement layer that a strict-mode worker applies to itself (stdlib only).
 
-Imported by ``_worker.py`` inside the sandbox, right after fork and before the worker starts
-any thread: ``import _confine; _confine.apply(scratch_dir)``. It never imports ``rlm_graph``.
+Imported by ``zygote.py`` inside the sandbox, right after fork and before the worker starts
+any thread: ``import confine; confine.apply(scratch_dir)``. It never imports ``rlm_graph``.
 
 Layers, each applied only where the kernel allows and reported either way:
 

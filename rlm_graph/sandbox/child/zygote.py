@@ -1,6 +1,6 @@
 """Sandbox zygote and worker process setup (stdlib only; never imports ``rlm_graph``).
 
-Started through ``_worker.py`` (kept tiny: a script run by path is compiled on every start, a
+Started through ``entry.py`` (kept tiny: a script run by path is compiled on every start, a
 module imported from it uses cached bytecode). The process the host starts is the *zygote*: it
 receives ``context`` once over its payload socket and then, on request over its control socket,
 forks fresh workers that inherit ``context`` copy-on-write. The zygote never runs model code; it
@@ -21,8 +21,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import _frames
-import _repl
+import frames
+import repl
+from tables import STR_KINDS
 
 # Imported here so that every worker gets them for free, already initialised, copy-on-write.
 PRELOAD = (
@@ -36,18 +37,9 @@ PROTOCOL_FD = 3
 CONTROL_MAX = 1 << 16
 
 
-# kind -> (bytes per char, max char for PyUnicode_New, codec); must match the host's payload.py.
-STR_KINDS = {
-    "ascii": (1, 127, "ascii"),
-    "latin1": (1, 255, "latin-1"),
-    "ucs2": (2, 0xFFFF, "utf-16-le"),
-    "ucs4": (4, 0x10FFFF, "utf-32-le"),
-}
-
-
 def receive_payload(sock: socket.socket) -> tuple[Any, int]:
     """Read ``context`` from the host's payload stream; returns it and its size in bytes."""
-    header = _frames.read_frame(sock, 1 << 16)
+    header = frames.read_frame(sock, 1 << 16)
     if header is None:
         raise EOFError("the host sent no payload")
     kind = header["kind"]
@@ -138,8 +130,8 @@ def vm_size_bytes() -> int:
     return 0
 
 
-class Zygote:
-    """Holds ``context`` and forks workers on request."""
+class ZygoteServer:
+    """The zygote's own loop: holds ``context`` and forks workers on the host's request."""
 
     def __init__(self, args: Options) -> None:
         self.args = args
@@ -266,11 +258,11 @@ class Zygote:
         sys.stdout = _line_stream(1)
         sys.stderr = _line_stream(2)
         if self.args.strict:
-            import _confine
+            import confine
 
-            _confine.apply(self.args.scratch)
+            confine.apply(self.args.scratch)
         sock = socket.socket(fileno=PROTOCOL_FD)
-        worker = _repl.Worker(sock, int(msg.get("max_frame_bytes", 1 << 28)))
+        worker = repl.Worker(sock, int(msg.get("max_frame_bytes", 1 << 28)))
         worker.install_api(context, str(msg.get("query", "")), list(msg.get("callbacks", [])))
         worker.serve()
 
@@ -415,9 +407,9 @@ class Options:
             elif arg == "--path":
                 self.paths.append(next(args))
             else:
-                raise SystemExit(f"_worker.py: unknown argument {arg!r}")
+                raise SystemExit(f"entry.py: unknown argument {arg!r}")
         if self.ctl_fd < 0 or not (self.template or (self.payload_fd >= 0 and self.scratch)):
-            raise SystemExit("_worker.py: --ctl-fd, --payload-fd and --scratch are required")
+            raise SystemExit("entry.py: --ctl-fd, --payload-fd and --scratch are required")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -427,7 +419,7 @@ def main(argv: list[str] | None = None) -> None:
     # Zygotes ignore interrupts; workers restore the default handler after fork.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if args.template:
-        Template(args.ctl_fd).serve()
+        TemplateServer(args.ctl_fd).serve()
     else:
         run_zygote(args, preloaded=False)
 
@@ -436,14 +428,14 @@ def run_zygote(args: Options, *, preloaded: bool) -> None:
     """Receive ``context`` and serve the host's requests until shut down."""
     os.chdir(args.scratch)
     _become_subreaper()
-    zygote = Zygote(args)
+    zygote = ZygoteServer(args)
     zygote.preloaded = preloaded
     with socket.socket(fileno=args.payload_fd) as payload_sock:
         context, size = receive_payload(payload_sock)
     zygote.serve(context, size)
 
 
-class Template:
+class TemplateServer:
     """A warm process that forks new zygotes (process mode): no interpreter start per sandbox.
 
     It never holds a payload or runs model code. Request: ``{"op": "spawn", "scratch": DIR}`` with
@@ -466,7 +458,7 @@ class Template:
         return {"ok": True, "pid": self.spawn(str(msg["scratch"]), fds)}
 
     def spawn(self, scratch: str, fds: list[int]) -> int:
-        gc.freeze()  # see Zygote.fork
+        gc.freeze()  # see ZygoteServer.fork
         pid = os.fork()
         if pid:
             return pid
