@@ -97,16 +97,15 @@ class Resources:
                     ]  # fmt: skip
                 return argv
 
-            log_path = os.path.join(scratch, ".zygote.log")
             zygote, data = None, None
             if self.mode == "process" and use_template:
                 with contextlib.suppress(OSError, SandboxError):
                     zygote, data = ZygoteHandle.fork_from_template(
-                        _site_dirs(), scratch=scratch, log_path=log_path, cgroup=self.cgroup
+                        _site_dirs(), scratch=scratch, cgroup=self.cgroup
                     )
             if zygote is None or data is None:
                 zygote, data = ZygoteHandle.spawn(
-                    argv_for, env={"MALLOC_ARENA_MAX": "2"}, cwd=scratch, log_path=log_path
+                    argv_for, env={"MALLOC_ARENA_MAX": "2"}, cwd=scratch
                 )
             self.zygote = zygote
             try:

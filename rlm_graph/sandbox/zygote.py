@@ -7,14 +7,17 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from .cgroup import PidsCgroup
 from .control import ControlClient, ZygoteDied
 from .template import spawn_zygote
 
 __all__ = ["ZygoteDied", "ZygoteHandle", "describe_wait_status"]
+
+LOG_TAIL_BYTES = 2000
 
 
 class Process(Protocol):
@@ -31,10 +34,10 @@ class Process(Protocol):
 class ZygoteHandle:
     """The host's handle on one running zygote: its process and its control client."""
 
-    def __init__(self, proc: Process, ctl: socket.socket, log_path: str) -> None:
+    def __init__(self, proc: Process, ctl: socket.socket, log: BinaryIO) -> None:
         self.proc = proc
         self.ctl = ctl
-        self.log_path = log_path
+        self.log = log
         self.control = ControlClient(
             ctl,
             name="sandbox zygote",
@@ -51,39 +54,38 @@ class ZygoteHandle:
         *,
         env: dict[str, str],
         cwd: str,
-        log_path: str,
     ) -> tuple[ZygoteHandle, socket.socket]:
         """Start the zygote; returns it and the host end of its payload socket.
 
         ``argv_for_fds(control_fd, payload_fd)`` builds its argv. The caller streams the payload
         into the returned socket, closes it, then calls :meth:`wait_ready`.
         """
-        with _socket_pairs() as (host_end, child_end, data_host, data_child):
+        log = new_log()
+        with _closed_on_error(log), _socket_pairs() as (host_end, child_end, data_host, data_child):
             fds = (child_end.fileno(), data_child.fileno())
             argv = argv_for_fds(*fds)
-            with open(log_path, "wb") as log:
-                proc = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=log,
-                    env=env,
-                    cwd=cwd,
-                    pass_fds=fds,
-                    start_new_session=True,
-                    close_fds=True,
-                )
-        return cls(proc, host_end, log_path), data_host
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                env=env,
+                cwd=cwd,
+                pass_fds=fds,
+                start_new_session=True,
+                close_fds=True,
+            )
+        return cls(proc, host_end, log), data_host
 
     @classmethod
     def fork_from_template(
-        cls, paths: list[str], *, scratch: str, log_path: str, cgroup: PidsCgroup | None
+        cls, paths: list[str], *, scratch: str, cgroup: PidsCgroup | None
     ) -> tuple[ZygoteHandle, socket.socket]:
         """Like :meth:`spawn`, but forked from the shared warm template process."""
-        with _socket_pairs() as (host_end, child_end, data_host, data_child):
-            with open(log_path, "wb") as log:
-                fds = (child_end.fileno(), data_child.fileno(), log.fileno())
-                proc = spawn_zygote(paths, scratch, fds)
+        log = new_log()
+        with _closed_on_error(log), _socket_pairs() as (host_end, child_end, data_host, data_child):
+            fds = (child_end.fileno(), data_child.fileno(), log.fileno())
+            proc = spawn_zygote(paths, scratch, fds)
             if cgroup is not None:
                 # Before it gets the payload, so before it can fork anything.
                 try:
@@ -92,7 +94,7 @@ class ZygoteHandle:
                     proc.kill()
                     proc.close()
                     raise
-        return cls(proc, host_end, log_path), data_host
+        return cls(proc, host_end, log), data_host
 
     def wait_ready(self, timeout: float) -> None:
         """Block until the zygote has loaded ``context``."""
@@ -111,12 +113,7 @@ class ZygoteHandle:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(0.5)
         code = self.proc.returncode
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(max(0, os.fstat(f.fileno()).st_size - 2000))
-                log = f.read().decode("utf-8", "replace").strip()
-        except OSError:
-            log = ""
+        log = read_tail(self.log, LOG_TAIL_BYTES).decode("utf-8", "replace").strip()
         how = "is not responding" if code is None else _describe_status(code)
         return f"the sandbox zygote process {how}" + (f":\n{log}" if log else "")
 
@@ -143,6 +140,35 @@ class ZygoteHandle:
         if closer is not None:
             closer()
         self.ctl.close()
+        self.log.close()
+
+
+def new_log() -> BinaryIO:
+    """A file for a zygote's stderr that has no name (``O_TMPFILE``, or unlinked at once).
+
+    The host reads it only through this handle: it lives outside the scratch dir, so nothing the
+    sandbox writes (a symlink to a host secret, a FIFO) can be where the host looks for it.
+    """
+    return tempfile.TemporaryFile(prefix="rlm-zygote-log-")
+
+
+def read_tail(log: BinaryIO, limit: int) -> bytes:
+    """The last ``limit`` bytes of ``log``, read through its fd without moving its offset."""
+    try:
+        size = os.fstat(log.fileno()).st_size
+        start = max(0, size - limit)
+        return os.pread(log.fileno(), size - start, start)
+    except (OSError, ValueError):
+        return b""
+
+
+@contextlib.contextmanager
+def _closed_on_error(log: BinaryIO) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        log.close()
+        raise
 
 
 @contextlib.contextmanager
