@@ -68,6 +68,7 @@ def test_symlink_in_scratch_cannot_read_or_truncate_a_host_file(
     _plant(strict_sb, str(secret))
     assert strict_sb._res.zygote is not None
     strict_sb._res.zygote.kill()  # however the zygote dies: see the prlimit test for one way
+    strict_sb._res.zygote.proc.wait(10)
     res = _run_bounded(strict_sb, "print('after')")
     assert res is not None, "run() blocked after the zygote died"
     assert "gsk_host_secret" not in (res.error or "") + res.output
@@ -79,6 +80,7 @@ def test_fifo_in_scratch_does_not_block_run_or_close(strict_sb: Sandbox) -> None
     _plant(strict_sb, "fifo")
     assert strict_sb._res.zygote is not None
     strict_sb._res.zygote.kill()
+    strict_sb._res.zygote.proc.wait(10)
     res = _run_bounded(strict_sb, "print('after')")
     assert res is not None, "run() blocked on a FIFO the sandbox put in scratch"
     assert res.output == "after\n"

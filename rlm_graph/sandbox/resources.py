@@ -242,7 +242,9 @@ class Resources:
         if worker is not None:
             worker.kill_group()
         if zygote is not None:
-            zygote.kill()
+            # Not a SIGKILL: the zygote kills its whole tree first (stop_zygote kills it if it
+            # does not exit in time).
+            zygote.ask_to_stop()
         if cgroup is not None:
             cgroup.kill_all()
 

@@ -18,6 +18,7 @@ from .template import spawn_zygote
 __all__ = ["ZygoteDied", "ZygoteHandle", "describe_wait_status"]
 
 LOG_TAIL_BYTES = 2000
+STOP_SECONDS = 3.0
 
 
 class Process(Protocol):
@@ -121,18 +122,26 @@ class ZygoteHandle:
         """Whether the zygote process is still running."""
         return self.proc.poll() is None
 
+    def ask_to_stop(self) -> None:
+        """Ask the zygote to kill everything below it and exit; returns at once.
+
+        Safe from any thread. Without a pids cgroup this is what reaches daemons that left the
+        workers' process groups: they were reparented to the zygote, which SIGKILL would orphan.
+        """
+        self.control.tell({"op": "shutdown"})
+
     def kill(self) -> None:
         """SIGKILL the zygote (safe against pid reuse); its workers are killed separately."""
         with contextlib.suppress(OSError):
             self.proc.kill()
 
     def close(self) -> None:
-        """Ask the zygote to kill its workers and exit; kill it if it does not."""
+        """Ask the zygote to kill its tree and exit; kill it if it does not."""
         if self.proc.poll() is None:
-            with contextlib.suppress(OSError):
-                self.ctl.send(b'{"op":"shutdown"}')
+            self.ask_to_stop()
             try:
-                self.proc.wait(0.5)
+                # Its own kill loop gives up after 2 s (a tree that keeps forking).
+                self.proc.wait(STOP_SECONDS)
             except subprocess.TimeoutExpired:
                 self.kill()
                 self.proc.wait()

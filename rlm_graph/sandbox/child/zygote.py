@@ -161,7 +161,7 @@ class ZygoteServer:
         serve_requests(
             self.ctl,
             lambda msg, fds: self.dispatch(str(msg.get("op")), msg, fds, context),
-            on_eof=self.shutdown,
+            on_eof=self.host_gone,
             after=self.preload_once,
         )
 
@@ -197,6 +197,9 @@ class ZygoteServer:
             pid = int(msg["pid"])
             alive = pid in self.workers and pid not in self.statuses
             killed = kill_started_by(pid) if alive else 0
+            if alive:
+                # Daemons that double-forked out of the worker's tree were reparented to us.
+                kill_strays(keep=self.workers, reap=self.reap)
             return {"ok": True, "killed": killed}
         if op == "shutdown":
             self.shutdown()
@@ -214,9 +217,26 @@ class ZygoteServer:
         except OSError:
             pass
 
-    def shutdown(self) -> None:
+    def kill_everything(self) -> None:
+        """SIGKILL every process below us: the workers' groups, then our children until none
+        is left. As the subreaper we inherit every orphan of the tree, daemons included."""
         for pid in list(self.workers):
             self.killpg_unreaped(pid)
+        kill_strays(keep=set(), reap=self.reap, seconds=2.0)
+
+    def shutdown(self) -> None:
+        """The host asked us to stop (it removes the scratch dir itself)."""
+        self.kill_everything()
+        os._exit(0)
+
+    def host_gone(self) -> None:
+        """The host closed our control socket without a shutdown: it died (say, SIGKILL).
+        Nobody else will clean up, so we kill the tree and empty the scratch dir first."""
+        self.kill_everything()
+        import shutil
+
+        os.chdir("/")
+        shutil.rmtree(self.args.scratch, ignore_errors=True)
         os._exit(0)
 
     def fork(self, msg: dict[str, Any], fds: list[int], context: Any) -> int:
@@ -291,10 +311,14 @@ def kill_started_by(worker: int) -> int:
     return killed
 
 
-def kill_strays(keep: set[int], reap: Callable[[], None]) -> None:
-    """SIGKILL our children other than ``keep``: orphans reparented to us, the subreaper."""
+def kill_strays(keep: set[int], reap: Callable[[], None], seconds: float = 0.5) -> None:
+    """SIGKILL our children other than ``keep``: orphans reparented to us, the subreaper.
+
+    Repeats until none is left or ``seconds`` have passed: killing one hands us its children.
+    """
     me = os.getpid()
-    for _round in range(50):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         victims = [
             pid for pid, (ppid, _pgrp) in _proc_table().items() if ppid == me and pid not in keep
         ]
