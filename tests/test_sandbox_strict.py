@@ -360,6 +360,7 @@ def test_missing_bwrap_fails_with_install_hint(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("RLM_GRAPH_BWRAP", "system")  # and not the bundled fallback either
     with pytest.raises(SandboxError, match=r"apt-get install bubblewrap"):
         strict.check_available()
     box = Sandbox("ctx", mode="strict")
@@ -378,6 +379,7 @@ def test_failing_probe_reports_bwrap_stderr(
     fake.write_text("#!/bin/sh\necho 'bwrap: setting up uid map: Permission denied' >&2\nexit 1\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("RLM_GRAPH_BWRAP", "system")  # the fake on PATH, even when CI hides it
     for _ in range(2):  # the second answer comes from the per-process cache
         with pytest.raises(SandboxError, match=r"setting up uid map: Permission denied"):
             strict.check_available()
@@ -392,6 +394,7 @@ def test_too_old_bwrap_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     )
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("RLM_GRAPH_BWRAP", "system")  # the fake on PATH, even when CI hides it
     with pytest.raises(SandboxError, match=r"bubblewrap 0\.6\.1 is too old.*>= 0\.8"):
         strict.check_available()
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import compileall
 import functools
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -27,7 +26,10 @@ import tempfile
 import threading
 from collections.abc import Iterable, Mapping
 
+from .bwrap import bwrap_info, find_bwrap, locate, version_of
 from .errors import SandboxError
+
+__all__ = ["bwrap_info", "check_available", "find_bwrap", "userns_disabled_reason", "wrap_command"]
 
 SANDBOX_UID = 65534
 SANDBOX_GID = 65534
@@ -69,11 +71,6 @@ _probe_results: dict[str, str | None] = {}
 _confine_compiled = False
 
 
-def find_bwrap() -> str | None:
-    """Absolute path of the ``bwrap`` executable on ``PATH``, or ``None``."""
-    return shutil.which("bwrap")
-
-
 def userns_disabled_reason() -> str | None:
     """Why the kernel forbids this process to create user namespaces, or ``None``.
 
@@ -98,16 +95,15 @@ def userns_disabled_reason() -> str | None:
 def check_available() -> None:
     """Raise :class:`SandboxError` with a one-line reason if strict mode cannot run here.
 
-    Checks that ``bwrap`` is installed and that user namespaces are allowed, then runs a tiny
+    Checks that a ``bwrap`` is there (the system's, else the pinned bundled one: see
+    :func:`bwrap_info`) and that user namespaces are allowed, then runs a tiny
     Python under :func:`wrap_command` once per process and ``bwrap`` path (the result, success or
     failure, is cached).
     """
-    bwrap = find_bwrap()
+    found = locate()
+    bwrap = found.path
     if bwrap is None:
-        raise SandboxError(
-            "strict sandbox unavailable: bubblewrap (bwrap) is not on PATH; "
-            "install it with `apt-get install bubblewrap`"
-        )
+        raise SandboxError(f"strict sandbox unavailable: {found.reason}")
     reason = userns_disabled_reason()
     if reason is not None:
         raise SandboxError(f"strict sandbox unavailable: {reason}")
@@ -339,16 +335,8 @@ def _probe(bwrap: str) -> str | None:
     err = " ".join(proc.stderr.decode("utf-8", "replace").split()) or "(no stderr)"
     hint = _userns_hint()
     if "Unknown option" in err:
-        hint = f" [{_bwrap_version(bwrap)} is too old: strict mode needs bubblewrap >= 0.8]"
+        hint = f" [{version_of(bwrap)} is too old: strict mode needs bubblewrap >= 0.8]"
     return f"the bubblewrap probe run failed (exit {proc.returncode}): {err[:500]}{hint}"
-
-
-def _bwrap_version(bwrap: str) -> str:
-    try:
-        out = subprocess.run([bwrap, "--version"], capture_output=True, timeout=5, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return "this bubblewrap"
-    return out.stdout.decode("utf-8", "replace").strip() or "this bubblewrap"
 
 
 def _userns_hint() -> str:
