@@ -18,6 +18,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar
 
+from . import hostguard
 from .block import BlockLoop
 from .callbacks import CallbackRun, Handler, available_callbacks
 from .channel import WorkerHandle
@@ -69,6 +70,11 @@ class Sandbox:
     #: Process mode: fork new zygotes from a shared warm template process instead of starting
     #: an interpreter per sandbox (see :mod:`rlm_graph.sandbox.template`).
     fork_from_template: bool = True
+    #: Process mode: make the host process non-dumpable (``PR_SET_DUMPABLE=0``) and zero its
+    #: initial environment block, once for the whole process, so that workers cannot read its
+    #: environment or memory or take its fds (see :mod:`rlm_graph.sandbox.hostguard`).
+    #: Debuggers attaching to the host then need ``CAP_SYS_PTRACE``.
+    protect_host: bool = True
 
     def __init__(
         self,
@@ -244,6 +250,8 @@ class Sandbox:
         if self._res.zygote is None or not self._res.zygote.alive():
             if self._res.zygote is not None:
                 raise ZygoteDied(self._res.zygote.death_reason())
+            if self.mode == "process" and self.protect_host:
+                hostguard.protect_host()
             self._res.start_zygote(
                 self.context,
                 memory_limit_mb=self.memory_limit_mb,

@@ -258,6 +258,51 @@ def apply(scratch_dir: str) -> dict[str, Any]:
     return status
 
 
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+CAP_SYS_PTRACE = 19
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def drop_ptrace_capability() -> bool:
+    """Drop ``CAP_SYS_PTRACE`` for good (process mode, when the worker runs as root).
+
+    The host makes itself non-dumpable; root could still ptrace it with this capability. It is
+    removed from the bounding set (so no exec can regain it) and from the effective, permitted
+    and inheritable sets; ambient capabilities are cleared. Returns whether it is gone.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_CAPBSET_DROP, CAP_SYS_PTRACE, 0, 0, 0) != 0:
+            return False
+        libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+        header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+        data = (_CapData * 2)()
+        if libc.capget(ctypes.byref(header), data) != 0:
+            return False
+        word, bit = divmod(CAP_SYS_PTRACE, 32)
+        mask = ~(1 << bit) & 0xFFFFFFFF
+        data[word].effective &= mask
+        data[word].permitted &= mask
+        data[word].inheritable &= mask
+        return int(libc.capset(ctypes.byref(header), data)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
 def _thread_count() -> int:
     try:
         return len(os.listdir("/proc/self/task"))

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import confine
 import frames
 import repl
 from tables import STR_KINDS
@@ -278,9 +279,10 @@ class ZygoteServer:
         sys.stdout = _line_stream(1)
         sys.stderr = _line_stream(2)
         if self.args.strict:
-            import confine
-
             confine.apply(self.args.scratch)
+        elif os.geteuid() == 0:
+            # The host is non-dumpable; without this capability root cannot ptrace it either.
+            confine.drop_ptrace_capability()
         sock = socket.socket(fileno=PROTOCOL_FD)
         worker = repl.Worker(sock, int(msg.get("max_frame_bytes", 1 << 28)))
         worker.install_api(context, str(msg.get("query", "")), list(msg.get("callbacks", [])))
