@@ -10,6 +10,7 @@ import socket
 import threading
 from typing import Any
 
+from . import protocol
 from .child import frames
 from .child.frames import FrameTooLarge
 
@@ -25,8 +26,16 @@ class FrameReader:
 
     def feed(self, data: bytes) -> list[Any]:
         """Add received bytes; return the complete messages now available."""
+        return [msg for msg, _size in self.feed_sized(data)]
+
+    def feed_sized(self, data: bytes) -> list[tuple[Any, int]]:
+        """Like :meth:`feed`, with each message's estimated decoded size in bytes.
+
+        Raises :class:`~rlm_graph.sandbox.child.frames.BadFrame` (``FrameTooLarge`` for an
+        oversize one) for a frame the host refuses to decode (see :mod:`.protocol`).
+        """
         self._buf += data
-        out: list[Any] = []
+        out: list[tuple[Any, int]] = []
         size = frames.HEADER.size
         while len(self._buf) >= size:
             (length,) = frames.HEADER.unpack_from(self._buf)
@@ -39,10 +48,7 @@ class FrameReader:
                 break
             body = bytes(self._buf[size : size + length])
             del self._buf[: size + length]
-            try:
-                out.append(frames.decode_body(body))
-            except ValueError as exc:
-                raise FrameTooLarge(f"the worker sent a malformed frame ({exc})") from None
+            out.append(protocol.decode_sized(body))
         return out
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from .cgroup import PidsCgroup, entries_of_dead_hosts
 from .channel import WorkerHandle
+from .child.frames import BadFrame
 from .control import CHILD_DIR, ENTRY_SCRIPT
 from .errors import PayloadError, SandboxError
 from .payload import check_payload, send_payload
@@ -172,7 +173,10 @@ class Resources:
         if ready:
             with contextlib.suppress(OSError):
                 data = worker.sock.recv(1 << 16)
-        messages = worker.reader.feed(data) if data else []
+        try:
+            messages = worker.reader.feed(data) if data else []
+        except BadFrame:
+            messages = []
         if any(isinstance(m, dict) and m.get("op") == "ready" for m in messages):
             return
         output = b""

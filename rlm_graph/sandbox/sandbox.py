@@ -65,6 +65,9 @@ class Sandbox:
     interrupt_grace: float = 0.5
     #: Callbacks that may be in flight at once; more are refused with an error.
     max_in_flight: int = 256
+    #: Decoded size (estimated, bytes) of the arguments of callbacks in flight at once; a call
+    #: that would exceed it is refused with an error, unless it is the only one.
+    max_bytes_in_flight: int = 512 << 20
     #: Seconds allowed for the zygote to load the payload.
     start_timeout: float = 120.0
     #: Process mode: fork new zygotes from a shared warm template process instead of starting
@@ -186,6 +189,7 @@ class Sandbox:
             self.handlers,
             max_concurrency=self.max_concurrency,
             max_in_flight=self.max_in_flight,
+            max_bytes_in_flight=self.max_bytes_in_flight,
             passthrough=self.passthrough_exceptions,
             wake=self._res.wake,
         )
