@@ -18,11 +18,12 @@ from typing import Any
 
 from .cgroup import PidsCgroup, entries_of_dead_hosts
 from .channel import WorkerHandle
+from .child.frames import BadFrame
+from .control import CHILD_DIR, ENTRY_SCRIPT
 from .errors import PayloadError, SandboxError
 from .payload import check_payload, send_payload
-from .zygote import WORKER_SCRIPT, ZygoteDied, ZygoteProcess
+from .zygote import ZygoteDied, ZygoteHandle, describe_wait_status
 
-PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _MIB = 1 << 20
 _READY_TIMEOUT = 30.0
 SCRATCH_PREFIX = "rlm-sandbox-"
@@ -45,7 +46,7 @@ class Resources:
         self.max_processes = max_processes
         self.scratch: str | None = None
         self.cgroup: PidsCgroup | None = None
-        self.zygote: ZygoteProcess | None = None
+        self.zygote: ZygoteHandle | None = None
         self.worker: WorkerHandle | None = None
         self.address_space_bytes = 0
         self.nproc: int | None = None
@@ -81,7 +82,7 @@ class Resources:
 
             def argv_for(ctl_fd: int, payload_fd: int) -> list[str]:
                 argv = [
-                    sys.executable, "-I", "-S", "-X", "utf8", WORKER_SCRIPT,
+                    sys.executable, "-I", "-S", "-X", "utf8", ENTRY_SCRIPT,
                     "--ctl-fd", str(ctl_fd), "--payload-fd", str(payload_fd), "--scratch", scratch,
                 ]  # fmt: skip
                 for path in _site_dirs():
@@ -97,16 +98,15 @@ class Resources:
                     ]  # fmt: skip
                 return argv
 
-            log_path = os.path.join(scratch, ".zygote.log")
             zygote, data = None, None
             if self.mode == "process" and use_template:
                 with contextlib.suppress(OSError, SandboxError):
-                    zygote, data = ZygoteProcess.fork_from_template(
-                        _site_dirs(), scratch=scratch, log_path=log_path, cgroup=self.cgroup
+                    zygote, data = ZygoteHandle.fork_from_template(
+                        _site_dirs(), scratch=scratch, cgroup=self.cgroup
                     )
             if zygote is None or data is None:
-                zygote, data = ZygoteProcess.spawn(
-                    argv_for, env={"MALLOC_ARENA_MAX": "2"}, cwd=scratch, log_path=log_path
+                zygote, data = ZygoteHandle.spawn(
+                    argv_for, env={"MALLOC_ARENA_MAX": "2"}, cwd=scratch
                 )
             self.zygote = zygote
             try:
@@ -173,7 +173,10 @@ class Resources:
         if ready:
             with contextlib.suppress(OSError):
                 data = worker.sock.recv(1 << 16)
-        messages = worker.reader.feed(data) if data else []
+        try:
+            messages = worker.reader.feed(data) if data else []
+        except BadFrame:
+            messages = []
         if any(isinstance(m, dict) and m.get("op") == "ready" for m in messages):
             return
         output = b""
@@ -182,8 +185,6 @@ class Resources:
         status = None
         with contextlib.suppress(SandboxError):
             status = self.kill_worker(worker)
-        from .zygote import describe_wait_status
-
         raise SandboxError(
             f"the sandbox worker failed to start (it {describe_wait_status(status)})"
             + (f":\n{output.decode('utf-8', 'replace').strip()}" if output else "")
@@ -231,7 +232,7 @@ class Resources:
         worker.kill_group()
         worker.close()
 
-    def _live_zygote(self) -> ZygoteProcess:
+    def _live_zygote(self) -> ZygoteHandle:
         if self.closed:
             raise SandboxError("the sandbox is closed")
         if self.zygote is None:
@@ -245,7 +246,9 @@ class Resources:
         if worker is not None:
             worker.kill_group()
         if zygote is not None:
-            zygote.kill()
+            # Not a SIGKILL: the zygote kills its whole tree first (stop_zygote kills it if it
+            # does not exit in time).
+            zygote.ask_to_stop()
         if cgroup is not None:
             cgroup.kill_all()
 
@@ -276,8 +279,8 @@ def _strict_wrap(argv: list[str], *, scratch: str, fds: list[int]) -> list[str]:
             "strict sandbox mode is not available: rlm_graph.sandbox.strict cannot be "
             f"imported ({exc})"
         ) from None
-    if not os.path.exists(os.path.join(PACKAGE_DIR, "_confine.py")):
-        raise SandboxError("strict sandbox mode is not available: _confine.py is missing")
+    if not os.path.exists(os.path.join(CHILD_DIR, "confine.py")):
+        raise SandboxError("strict sandbox mode is not available: child/confine.py is missing")
     import sysconfig
 
     read_only = {
@@ -285,7 +288,7 @@ def _strict_wrap(argv: list[str], *, scratch: str, fds: list[int]) -> list[str]:
         sys.base_prefix,
         sys.exec_prefix,
         sys.base_exec_prefix,
-        PACKAGE_DIR,
+        CHILD_DIR,
         *_site_dirs(),
         *(p for p in (sysconfig.get_paths().get(k) for k in ("stdlib", "platstdlib")) if p),
     }

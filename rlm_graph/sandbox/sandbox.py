@@ -18,6 +18,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar
 
+from . import hostguard
 from .block import BlockLoop
 from .callbacks import CallbackRun, Handler, available_callbacks
 from .channel import WorkerHandle
@@ -64,11 +65,19 @@ class Sandbox:
     interrupt_grace: float = 0.5
     #: Callbacks that may be in flight at once; more are refused with an error.
     max_in_flight: int = 256
+    #: Decoded size (estimated, bytes) of the arguments of callbacks in flight at once; a call
+    #: that would exceed it is refused with an error, unless it is the only one.
+    max_bytes_in_flight: int = 512 << 20
     #: Seconds allowed for the zygote to load the payload.
     start_timeout: float = 120.0
     #: Process mode: fork new zygotes from a shared warm template process instead of starting
     #: an interpreter per sandbox (see :mod:`rlm_graph.sandbox.template`).
     fork_from_template: bool = True
+    #: Process mode: make the host process non-dumpable (``PR_SET_DUMPABLE=0``) and zero its
+    #: initial environment block, once for the whole process, so that workers cannot read its
+    #: environment or memory or take its fds (see :mod:`rlm_graph.sandbox.hostguard`).
+    #: Debuggers attaching to the host then need ``CAP_SYS_PTRACE``.
+    protect_host: bool = True
 
     def __init__(
         self,
@@ -180,6 +189,7 @@ class Sandbox:
             self.handlers,
             max_concurrency=self.max_concurrency,
             max_in_flight=self.max_in_flight,
+            max_bytes_in_flight=self.max_bytes_in_flight,
             passthrough=self.passthrough_exceptions,
             wake=self._res.wake,
         )
@@ -244,6 +254,8 @@ class Sandbox:
         if self._res.zygote is None or not self._res.zygote.alive():
             if self._res.zygote is not None:
                 raise ZygoteDied(self._res.zygote.death_reason())
+            if self.mode == "process" and self.protect_host:
+                hostguard.protect_host()
             self._res.start_zygote(
                 self.context,
                 memory_limit_mb=self.memory_limit_mb,
