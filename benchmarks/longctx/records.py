@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 LABELS: tuple[str, ...] = ("billing", "delivery", "technical", "account")
 
-_OPENERS: dict[str, tuple[str, ...]] = {
+# Each label's message openers: a message starts with one of these (public for tests).
+PHRASES: dict[str, tuple[str, ...]] = {
     "billing": (
         "I was charged twice for",
         "the invoice shows the wrong amount for",
@@ -90,7 +91,7 @@ class Record:
 
 def record_text(rng: random.Random, label: str) -> str:
     """A text implying ``label``."""
-    return f"{rng.choice(_OPENERS[label])} {rng.choice(_THINGS)}{rng.choice(_ENDINGS)}"
+    return f"{rng.choice(PHRASES[label])} {rng.choice(_THINGS)}{rng.choice(_ENDINGS)}"
 
 
 def users_for(rng: random.Random, size: int) -> list[int]:

@@ -90,7 +90,8 @@ def score_exact(answer: str, gold: str, choices: Iterable[str] = ()) -> float:
 
 
 def _norm_expr(text: str) -> str:
-    return text.replace('"', "'").strip().strip("`").strip()
+    # Quote style and wrapping quotes do not matter: 'utf-8', "utf-8" and utf-8 compare equal.
+    return text.replace('"', "'").strip().strip("`'").strip()
 
 
 def score_number(answer: str, gold: int | float, query: str = "") -> float:

@@ -16,10 +16,13 @@ from benchmarks.longctx.tasks import Task
 
 
 def _names(rng: random.Random, n: int) -> list[str]:
-    seen: set[str] = set()
-    while len(seen) < n:
-        seen.add("".join(rng.choices(string.ascii_uppercase, k=5)))
-    return sorted(seen, key=lambda _: rng.random())
+    # A list, not a set: set order varies with PYTHONHASHSEED and would break determinism.
+    names: list[str] = []
+    while len(names) < n:
+        name = "".join(rng.choices(string.ascii_uppercase, k=5))
+        if name not in names:
+            names.append(name)
+    return names
 
 
 def chain(names: list[str], value: int) -> list[str]:
