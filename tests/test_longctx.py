@@ -23,7 +23,7 @@ import pytest
 from langchain_core.messages import BaseMessage
 
 from benchmarks.longctx.cli import main
-from benchmarks.longctx.codeqa import HEADER
+from benchmarks.longctx.codeqa import HEADER, Facts
 from benchmarks.longctx.families import FAMILIES, make_task
 from benchmarks.longctx.records import PHRASES
 from benchmarks.longctx.runner import read_rows, run_suite
@@ -100,6 +100,11 @@ def test_niah_single_gold(seed: int) -> None:
     assert key in task.query and value == task.gold
     where = task.context.index("One of the special") / len(task.context)
     assert abs(where - task.meta["depth"]) < 0.02
+
+
+def test_niah_depth_varies_with_the_seed() -> None:
+    depths = {make_task("niah_single", 8000, seed).meta["depth"] for seed in range(12)}
+    assert len(depths) >= 4 and min(depths) < 0.3 and max(depths) > 0.7
 
 
 def test_niah_multikey_gold_and_distractors() -> None:
@@ -231,6 +236,42 @@ def test_codeqa_gold(seed: int) -> None:
         one_line = re.findall(r"^\s*class (\w+)\(([^)\n]*)\):", task.context, re.MULTILINE)
         direct = {n for n, bases in one_line if base in re.findall(r"\w+", bases)}
         assert direct <= set(task.gold)
+
+
+SAMPLE = """
+class Base: ...
+class A(Base):
+    def f(self, x, /, y=1, *args, z: int = 3, **kw): ...
+class B(mod.Base, Generic[T]):
+    async def g(self, *, x="utf-8"): ...
+def h(x=None): ...
+def k(*x): ...
+"""
+
+
+def test_codeqa_facts_on_known_source() -> None:
+    import random
+
+    facts = Facts.collect({"pkg/a.py": SAMPLE})
+    assert facts.class_files["A"] == ["pkg/a.py"]
+    assert sorted(facts.bases["Base"]) == ["A", "B"] and facts.bases["Generic"] == ["B"]
+    # x is a parameter of f (positional-only), g (keyword-only), h, and k (*x): 4 functions;
+    # it is the only name besides self in two or more signatures.
+    made = facts.question("param_count", random.Random(1))
+    assert made is not None and "named 'x'" in made[0] and made[1:] == (4, "number")
+    rng = random.Random(0)
+    defaults = set()
+    for _ in range(40):
+        made = facts.question("default", rng)
+        assert made is not None
+        m = re.search(r"parameter '(\w+)' of the function (\w+)", made[0])
+        assert m is not None
+        defaults.add((m.groups(), made[1]))
+    assert defaults == {
+        (("y", "f"), "1"), (("z", "f"), "3"), (("x", "g"), "'utf-8'"), (("x", "h"), "None"),
+    }  # fmt: skip
+    made = facts.question("subclasses", rng)
+    assert made is not None and made[1:] == (["A", "B"], "set")
 
 
 def test_codeqa_header_format() -> None:
