@@ -14,7 +14,7 @@ import datetime as dt
 import random
 from itertools import combinations
 
-from benchmarks.longctx.records import DAYS, LABELS, START_DATE, generate, payload, users_for
+from benchmarks.longctx.records import LABELS, START_DATE, generate, payload, users_for
 from benchmarks.longctx.tasks import AnswerKind, Task
 
 _SHARES = (0.4, 0.27, 0.2, 0.13)  # a clear most-common label
@@ -40,11 +40,13 @@ def oolong_agg(size: int, seed: int) -> Task:
         query = f"How many records have the topic '{label}'? Answer with a number."
         gold: str | int = sum(r.label == label for r in records)
     elif qtype == "count_user":
-        user = rng.choice(users)
+        user = rng.choice(records).user  # a user who has records: the gold is never 0
         query = f"How many records belong to user {user}? Answer with a number."
         gold = sum(r.user == user for r in records)
     elif qtype == "count_label_dates":
-        start = START_DATE + dt.timedelta(rng.randrange(DAYS - 90))
+        # The range covers one record with the label, so the gold is never 0.
+        anchor = rng.choice([r for r in records if r.label == label] or records)
+        start = max(START_DATE, anchor.date - dt.timedelta(rng.randrange(14)))
         end = start + dt.timedelta(rng.randrange(14, 90))
         query = (
             f"How many records dated from {start.isoformat()} to {end.isoformat()} "

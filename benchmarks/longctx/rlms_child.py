@@ -17,15 +17,32 @@ from typing import Any
 WINDOW_PHRASE = "Sub-LLM context window ≈ 500K chars."
 
 
+# Small models write ```python out of habit; rlms runs only ```repl blocks. No braces here:
+# rlms calls str.format on the prompt.
+SMALL_MODEL_NOTE = """
+
+Code runs only inside ```repl fences (a ```python fence is not run). One turn looks like:
+```repl
+print(len(context))
+print(context[:300])
+```
+When a printed value is the answer, submit that value in code:
+```repl
+answer["content"] = str(result)
+answer["ready"] = True
+```
+"""
+
+
 def system_prompt(default: str, sub_window_chars: int | None) -> str:
-    """rlms' own prompt, with the sub-model's real window when it is known."""
+    """rlms' own prompt; for a small model, with its real sub-call window and a fence note."""
     if not sub_window_chars:
         return default
     real = (
         f"Sub-LLM context window ≈ {sub_window_chars // 1000}K chars: keep every llm_query "
         "prompt shorter than that (slice `context` into chunks that fit)."
     )
-    return default.replace(WINDOW_PHRASE, real)
+    return default.replace(WINDOW_PHRASE, real) + SMALL_MODEL_NOTE
 
 
 def run(request: dict[str, Any]) -> dict[str, Any]:
