@@ -371,13 +371,17 @@ def bare_reader(messages: list[BaseMessage]) -> str:
 def test_rlm_system_end_to_end_with_real_sandbox() -> None:
     tasks = [make_task("niah_single", 20_000, 2), make_task("oolong_agg", 20_000, 1)]
     assert tasks[1].meta["question_type"] == "count_user"
-    rows = list(run_suite(tasks, ["rlm"], FakeChatModel(respond=solver), Settings()))
+    settings = Settings(keep_messages=True)
+    rows = list(run_suite(tasks, ["rlm"], FakeChatModel(respond=solver), settings))
     assert [r["score"] for r in rows] == [1.0, 1.0]
     for row, task in zip(rows, tasks, strict=True):
         assert row["answer"] == str(task.gold)
         assert row["fingerprint"] == task.fingerprint and row["split"] == "dev"
         assert row["calls"] == 2 and row["tokens"] > 0 and row["error"] is None
         assert row["extra"]["stopped_reason"] == "final_answer"
+        roles = [m["role"] for m in row["extra"]["messages"]]
+        assert roles[:2] == ["system", "human"] and roles.count("ai") == 2
+        assert task.context not in json.dumps(row["extra"]["messages"])
 
 
 def test_bare_system_cuts_to_the_window_and_marks_the_cut() -> None:

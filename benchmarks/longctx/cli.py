@@ -105,6 +105,11 @@ def parser() -> argparse.ArgumentParser:
         default=d.answer_tokens,
         help="tokens kept free for the bare model's answer",
     )
+    r.add_argument(
+        "--keep-messages",
+        action="store_true",
+        help="store the RLM's root conversation in each row (extra.messages)",
+    )
     s = sub.add_parser("summarize", help="Markdown table per family x size x system")
     s.add_argument("results", type=Path)
     s.add_argument("--split", choices=sorted(SPLITS), help="only rows of this split")
@@ -146,6 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         exec_timeout=args.exec_timeout,
         window_tokens=args.window_tokens,
         answer_tokens=args.answer_tokens,
+        keep_messages=args.keep_messages,
     )
     seeds = args.seeds if args.seeds is not None else list(SPLITS[args.split])
     skip = done_keys(args.out) if args.resume else None

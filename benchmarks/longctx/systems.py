@@ -39,6 +39,7 @@ class Settings:
     exec_timeout: float = 60.0
     window_tokens: int = 8192
     answer_tokens: int = 512
+    keep_messages: bool = False
     rlm_extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -91,13 +92,21 @@ def rlm_system(model: str | BaseChatModel, settings: Settings) -> System:
             calls=int(usage.get("llm_calls", 0)),
             input_tokens=int(usage.get("input_tokens", 0)),
             output_tokens=int(usage.get("output_tokens", 0)),
-            extra={
-                "iterations": out.get("iterations"),
-                "stopped_reason": out.get("stopped_reason"),
-            },
+            extra=_rlm_extra(out, settings.keep_messages),
         )
 
     return run
+
+
+def _rlm_extra(out: dict[str, Any], keep_messages: bool) -> dict[str, Any]:
+    extra = {"iterations": out.get("iterations"), "stopped_reason": out.get("stopped_reason")}
+    if keep_messages:
+        # The root conversation (constant-size prompts, not the input): for reading failures.
+        extra["messages"] = [
+            {"role": m.type, "content": m.content if isinstance(m.content, str) else str(m.content)}
+            for m in out.get("messages", [])
+        ]
+    return extra
 
 
 def bare_prompt(task: Task, settings: Settings) -> tuple[str, bool]:
