@@ -446,12 +446,15 @@ def test_rlms_system_runs_the_reference_over_loopback_http(small: bool) -> None:
         url = f"http://127.0.0.1:{server.server_address[1]}/v1"
         chat = ChatOpenAI(model="m", base_url=url, api_key="k", temperature=0, max_tokens=64)  # type: ignore[arg-type,call-arg]
         chat.tags = ["rlm:small-model"] if small else []
-        row = next(run_suite([task], ["rlms"], chat, Settings(max_seconds=60)))
+        settings = Settings(max_seconds=60, keep_messages=True)
+        row = next(run_suite([task], ["rlms"], chat, settings))
     finally:
         server.shutdown()
     assert row["error"] is None, row["error"]
     assert row["score"] == 1.0 and row["answer"] == task.gold, (row, len(server.requests))
     assert row["calls"] >= 1 and row["tokens"] >= 110
+    trace = row["extra"]["messages"]
+    assert row["extra"]["iterations"] == len(trace) >= 1 and "```repl" in trace[-1]["response"]
     first = server.requests[0]
     assert first["temperature"] == 0 and first["max_completion_tokens"] == 64
     assert task.context not in json.dumps(first)  # the input stays in the REPL

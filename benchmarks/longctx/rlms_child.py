@@ -49,12 +49,14 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     """Answer the request with ``rlm.RLM``; errors are reported, never raised."""
     try:
         from rlm import RLM
+        from rlm.logger import RLMLogger
         from rlm.utils.prompts import RLM_SYSTEM_PROMPT
     except ImportError as exc:
         return {
             "error": f"rlms is not installed ({exc}); install it with: uv sync (Python >= 3.11)"
         }
     start = time.perf_counter()
+    logger = RLMLogger()  # in memory only: the trajectory, for the row
     rlm = RLM(
         backend="openai",
         backend_kwargs=request["backend_kwargs"],
@@ -64,6 +66,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         max_timeout=request["max_seconds"],
         custom_system_prompt=system_prompt(RLM_SYSTEM_PROMPT, request["sub_window_chars"]),
         orchestrator=request["orchestrator"],
+        logger=logger,
         verbose=False,
     )
     try:
@@ -74,6 +77,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
             "answer": partial,
             "seconds": time.perf_counter() - start,
             "error": f"{type(exc).__name__}: {str(exc).strip()[:300]}",
+            **trace(logger.get_trajectory(), request.get("keep_messages", False)),
         }
     usage = result.usage_summary.model_usage_summaries.values()
     return {
@@ -83,7 +87,27 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         "input_tokens": sum(u.total_input_tokens for u in usage),
         "output_tokens": sum(u.total_output_tokens for u in usage),
         "error": result.error,
+        **trace(logger.get_trajectory(), request.get("keep_messages", False)),
     }
+
+
+def trace(trajectory: dict[str, Any] | None, keep: bool) -> dict[str, Any]:
+    """Iterations run, and with ``keep`` each root reply and its REPL output (shortened)."""
+    iterations = (trajectory or {}).get("iterations", [])
+    out: dict[str, Any] = {"iterations": len(iterations)}
+    if keep:
+        out["messages"] = [
+            {
+                "response": str(it.get("response", ""))[:2000],
+                "outputs": [
+                    str(block.get("result", {}).get("stdout", ""))[:800]
+                    + str(block.get("result", {}).get("stderr", ""))[:400]
+                    for block in it.get("code_blocks", [])
+                ],
+            }
+            for it in iterations
+        ]
+    return out
 
 
 def main(argv: list[str]) -> int:

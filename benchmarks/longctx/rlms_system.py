@@ -101,6 +101,7 @@ def rlms_request(task: Task, backend: dict[str, Any], small: bool, settings: Set
         "max_seconds": settings.max_seconds,
         "sub_window_chars": window,
         "orchestrator": not small,
+        "keep_messages": settings.keep_messages,
     }
 
 
@@ -131,10 +132,14 @@ def rlms_system(model: str | BaseChatModel, settings: Settings) -> System:
             input_tokens=int(result.get("input_tokens") or 0),
             output_tokens=int(result.get("output_tokens") or 0),
             error=result.get("error"),
-            extra={"orchestrator": not small},
+            extra={"orchestrator": not small, **_trace(result)},
         )
 
     return run
+
+
+def _trace(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: result[k] for k in ("iterations", "messages") if k in result}
 
 
 def run_child(request: dict[str, Any], settings: Settings) -> dict[str, Any]:
