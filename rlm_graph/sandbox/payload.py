@@ -17,17 +17,18 @@ from typing import Any
 from .child import frames
 from .child.tables import STR_KINDS
 from .errors import PayloadError
+from .payload_check import ACCEPTED, first_unsupported
 
-ACCEPTED = "str, list, dict, int, float, bool, None (nested lists/dicts of these)"
 SLICE_CHARS = 4 << 20
 _ASCII_HEADER = sys.getsizeof("") - 1
 _COMPACT_HEADER = sys.getsizeof("\xe9") - 2
 
 
 def check_payload(value: Any) -> None:
-    """Refuse a top-level value of an unsupported type early (nested ones fail when sent)."""
-    if value is not None and not isinstance(value, (str, list, dict, int, float, bool)):
-        raise PayloadError(_refusal(value))
+    """Refuse a payload the zygote cannot load, naming the first unsupported type in it."""
+    bad = first_unsupported(value)
+    if bad is not None:
+        raise PayloadError(f"unsupported payload type {bad!r}; accepted types: {ACCEPTED}")
 
 
 def str_kind(text: str) -> str:
