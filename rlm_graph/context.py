@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 SandboxMode = Literal["process", "strict"]
 PromptStyle = Literal["auto", "full", "compact"]
+Strategy = Literal["auto", "rlm", "direct"]
 
 Check = tuple[Callable[[Any], bool], str]
 
@@ -96,6 +97,20 @@ class Context:
         "for small models on a CPU). 'auto' = compact for a small root model (the local one, "
         "or any model tagged 'rlm:small-model'), full otherwise.",
         _one_of("auto", "full", "compact"),
+    )
+    strategy: Strategy = setting(
+        "auto",
+        "'rlm': the REPL loop; 'direct': one call with the whole payload in the prompt; "
+        "'auto': direct when the payload fits the root model's window with room to spare "
+        "(a third of it), the loop otherwise (and always when the window is unknown).",
+        _one_of("auto", "rlm", "direct"),
+    )
+    window_tokens: int | None = setting(
+        None,
+        "Context window of the root model in tokens, for the direct strategy and for what the "
+        "prompt says llm_query can read. Empty = from the model's profile (the local model "
+        "reports its server's RLM_LOCAL_CTX), else unknown.",
+        _at_least(256, optional=True),
     )
     sandbox: SandboxMode = setting(
         "process",

@@ -37,13 +37,21 @@ from rlm_graph.host_functions import HostFunctions
 from rlm_graph.inputs import validate_input
 from rlm_graph.model_calls import message_text
 from rlm_graph.model_choice import ModelChoice
-from rlm_graph.model_profile import default_output_chars, use_compact_prompt
+from rlm_graph.model_profile import (
+    default_output_chars,
+    readable_chars,
+    use_compact_prompt,
+    window_tokens,
+)
+from rlm_graph.repl_helpers import prelude
 from rlm_graph.runs import Run, RunTable, current_iteration, new_id
 from rlm_graph.state import BlockResult, State, Usage, add_usage
 from rlm_graph.steps import ModelCall, RunBlock, Step
 from rlm_graph.updates import (
     answer_update,
+    direct_state,
     fresh_state,
+    goes_direct,
     last_output,
     output_chars,
     record_result,
@@ -111,13 +119,19 @@ class Loop:
             # reads as. Otherwise "context" is not rewritten: a checkpointer would store it again.
             payload = query if payload is None else list(payload)
             update["context"] = payload
+        chars = payload_chars(payload)
+        direct = goes_direct(ctx.strategy, chars, ctx.window_tokens or window_tokens(root_model))
         run.emit(
             "run_start",
             0,
             query=preview(query),
             context_type=payload_type(payload),
-            context_chars=payload_chars(payload),
+            context_chars=chars,
+            strategy="direct" if direct else "rlm",
         )
+        if direct:
+            return {**update, **direct_state(run.info.run_id, query, payload)}
+        compact = use_compact_prompt(ctx.prompt_style, root_model)
         system = prompts.system_prompt(
             depth=run.info.depth,
             max_depth=ctx.max_depth,
@@ -125,9 +139,17 @@ class Loop:
             max_output_chars=output_chars(ctx),
             max_concurrency=ctx.max_concurrency,
             remaining=run.budget.remaining(),
-            compact=use_compact_prompt(ctx.prompt_style, root_model),
+            compact=compact,
+            sub_chars=self.sub_chars(ctx),
         )
-        return {**update, **fresh_state(run.info.run_id, system, query, payload)}
+        # A small model's guessed answer is questioned once (the compact prompt's audience).
+        fresh = fresh_state(run.info.run_id, system, query, payload, check_answers=compact)
+        return {**update, **fresh}
+
+    def sub_chars(self, ctx: Context) -> int:
+        """Characters ``llm_query`` can be given: from the sub-model's window, else the
+        ``window_tokens`` setting, else a generous default."""
+        return readable_chars(window_tokens(self.models.sub(ctx)) or ctx.window_tokens)
 
     def think(self, state: State) -> Body:
         """Ask the root model for the next step."""
@@ -149,7 +171,10 @@ class Loop:
         iteration = state["iterations"]
         token = current_iteration.set(iteration)  # for events from the handler threads
         try:
+            fresh = run.executor is None
             executor = self.executor_of(run, state)
+            if fresh:  # grep() and chunks() in the REPL before the model's first block
+                yield RunBlock(executor, prelude(self.sub_chars(run.ctx)))
             results: list[BlockResult] = []
             for index, code in enumerate(state["code_blocks"]):
                 run.emit("code", iteration, index=index, code=code)
@@ -171,7 +196,7 @@ class Loop:
                 {"answer": done, "stopped_reason": "final_answer", "results": []}
             )
         if not state["code_blocks"]:
-            message = prompts.CORRECTION
+            message = state.get("feedback") or prompts.CORRECTION
         else:
             message = prompts.observation(
                 results,
