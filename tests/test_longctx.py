@@ -411,14 +411,22 @@ class _Scripted(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         server: Any = self.server
         server.requests.append(body)
+        roles = [m["role"] for m in body["messages"]]
+        if roles[-2:] == ["assistant", "assistant"]:  # llama.cpp's server refuses this
+            self._send(400, {"error": {"message": "Cannot have 2 or more assistant messages"}})
+            return
         reply = server.script[min(len(server.requests) - 1, len(server.script) - 1)]
-        data = json.dumps({
+        data = {
             "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
             "choices": [{"index": 0, "finish_reason": "stop",
                          "message": {"role": "assistant", "content": reply}}],
             "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110},
-        }).encode()  # fmt: skip
-        self.send_response(200)
+        }  # fmt: skip
+        self._send(200, data)
+
+    def _send(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -428,40 +436,69 @@ class _Scripted(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="rlms needs Python >= 3.11")
-@pytest.mark.parametrize("small", [False, True])
-def test_rlms_system_runs_the_reference_over_loopback_http(small: bool) -> None:
+@pytest.fixture
+def scripted_server() -> Iterator[Any]:
+    """A loopback OpenAI-compatible server; set ``.script`` to its replies."""
+    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
+    server.requests, server.script = [], ["no script"]
+    server.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _openai_chat(url: str, small: bool) -> Any:
     from langchain_openai import ChatOpenAI
 
+    chat = ChatOpenAI(model="m", base_url=url, api_key="k", temperature=0, max_tokens=64)  # type: ignore[arg-type,call-arg]
+    chat.tags = ["rlm:small-model"] if small else []
+    return chat
+
+
+needs_rlms = pytest.mark.skipif(sys.version_info < (3, 11), reason="rlms needs Python >= 3.11")
+
+
+@needs_rlms
+@pytest.mark.parametrize("small", [False, True])
+def test_rlms_system_runs_the_reference_over_loopback_http(
+    small: bool, scripted_server: Any
+) -> None:
     task = make_task("niah_single", 20_000, 1)
     key = task.meta["key"]
     repl = (
         "```repl\nimport re\nm = re.search(r'numbers for " + key + r" is: (\d+)'"
         ", context)\nanswer['content'] = m.group(1)\nanswer['ready'] = True\n```"
     )
-    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
-    server.requests, server.script = [], ["Let me look.\n" + repl]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-        chat = ChatOpenAI(model="m", base_url=url, api_key="k", temperature=0, max_tokens=64)  # type: ignore[arg-type,call-arg]
-        chat.tags = ["rlm:small-model"] if small else []
-        settings = Settings(max_seconds=60, keep_messages=True)
-        row = next(run_suite([task], ["rlms"], chat, settings))
-    finally:
-        server.shutdown()
+    scripted_server.script = ["Let me look.\n" + repl]
+    settings = Settings(max_seconds=60, keep_messages=True)
+    row = next(run_suite([task], ["rlms"], _openai_chat(scripted_server.url, small), settings))
     assert row["error"] is None, row["error"]
-    assert row["score"] == 1.0 and row["answer"] == task.gold, (row, len(server.requests))
+    assert row["score"] == 1.0 and row["answer"] == task.gold
     assert row["calls"] >= 1 and row["tokens"] >= 110
     trace = row["extra"]["messages"]
     assert row["extra"]["iterations"] == len(trace) >= 1 and "```repl" in trace[-1]["response"]
-    first = server.requests[0]
+    first = scripted_server.requests[0]
     assert first["temperature"] == 0 and first["max_completion_tokens"] == 64
     assert task.context not in json.dumps(first)  # the input stays in the REPL
     system = first["messages"][0]["content"]
     # Small model: its real window (8192 tokens x 3.5 chars), the fence note, no orchestrator.
     assert ("≈ 28K chars" in system) is small and ("```repl fences" in system) is small
     assert ("act as an orchestrator" in system) is not small
+
+
+@needs_rlms
+def test_rlms_failure_is_an_error_row_with_what_is_known(scripted_server: Any) -> None:
+    # A model that never writes code: rlms runs out of iterations, and its fallback call
+    # (two trailing assistant messages) is refused as llama.cpp refuses it.
+    scripted_server.script = ["The magic number is 12345."]
+    task = make_task("niah_single", 8000, 0)
+    settings = Settings(max_iterations=2, max_seconds=60, keep_messages=True)
+    row = next(run_suite([task], ["rlms"], _openai_chat(scripted_server.url, True), settings))
+    assert row["answer"] is None and row["score"] == 0.0
+    assert "400" in row["error"] and "assistant messages" in row["error"]
+    assert row["calls"] == 2 and row["extra"]["usage_incomplete"] is True
+    assert [m["outputs"] for m in row["extra"]["messages"]] == [[], []]
 
 
 # ---- CLI and summary -------------------------------------------------------------------------

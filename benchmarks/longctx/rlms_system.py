@@ -139,7 +139,7 @@ def rlms_system(model: str | BaseChatModel, settings: Settings) -> System:
 
 
 def _trace(result: dict[str, Any]) -> dict[str, Any]:
-    return {k: result[k] for k in ("iterations", "messages") if k in result}
+    return {k: result[k] for k in ("iterations", "messages", "usage_incomplete") if k in result}
 
 
 def run_child(request: dict[str, Any], settings: Settings) -> dict[str, Any]:
