@@ -86,6 +86,8 @@ def test_parse_size() -> None:
     ]  # fmt: skip
     with pytest.raises(ValueError, match="bad size"):
         parse_size("8 gigs")
+    with pytest.raises(ValueError, match="too small"):
+        make_task("niah_single", 7999, 0)
 
 
 # ---- generators: gold recomputed independently -----------------------------------------------
