@@ -30,7 +30,7 @@ from benchmarks.longctx.runner import read_rows, run_suite
 from benchmarks.longctx.scoring import items, numbers, pairs_in, score
 from benchmarks.longctx.summary import markdown, plot
 from benchmarks.longctx.systems import Settings, bare_prompt
-from benchmarks.longctx.tasks import DEV_SEEDS, TEST_SEEDS, fingerprint, parse_size, split_of
+from benchmarks.longctx.tasks import DEV_SEEDS, TEST_SEEDS, Task, fingerprint, parse_size, split_of
 from tests.fakes import FakeChatModel, code, final, is_subcall, last_text, question, text_of, turn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -398,6 +398,26 @@ def test_bare_system_cuts_to_the_window_and_marks_the_cut() -> None:
     full_row = next(run_suite([task], ["bare"], model, large))
     assert (cut_row["score"], cut_row["extra"]["cut"]) == (0.0, True)
     assert (full_row["score"], full_row["extra"]["cut"]) == (1.0, False)
+
+
+def test_bare_system_retries_a_shorter_cut_when_the_prompt_is_too_long() -> None:
+    def strict_window(messages: list[BaseMessage]) -> str:
+        prompt = text_of(messages[-1])
+        if "boom" in prompt:
+            raise ValueError("rate limited")
+        if len(prompt) > 10_000:
+            raise ValueError("the request exceeds the available context size (n_ctx)")
+        return "I cannot tell."
+
+    task = make_task("codeqa", 60_000, 0)
+    model = FakeChatModel(respond=strict_window)
+    row = next(run_suite([task], ["bare"], model, Settings(window_tokens=4000)))
+    assert row["error"] is None and row["calls"] == 2
+    assert row["extra"]["window_scale"] == 0.75 and row["extra"]["cut"] is True
+    assert row["extra"]["prompt_chars"] <= 10_000
+    other = Task("niah_single", 8000, 0, "boom?", "x" * 50_000, "1", "exact")
+    row = next(run_suite([other], ["bare"], model, Settings(window_tokens=4000)))
+    assert row["calls"] == 1 and "rate limited" in row["error"]
 
 
 def test_rlms_with_a_model_that_has_no_server_is_an_error_row() -> None:
