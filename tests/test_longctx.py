@@ -319,6 +319,13 @@ def test_score_set_and_items() -> None:
     assert score("set", "ABCDE, FGHIJ and KLMNO", ["ABCDE", "FGHIJ"]) == pytest.approx(0.8)
     assert score("set", "abcde", ["ABCDE", "FGHIJ"]) == pytest.approx(2 / 3)
     assert score("set", "", ["ABCDE"]) == 0.0
+    assert score("set", "The variables are ABCDE, FGHIJ.", ["ABCDE", "FGHIJ"]) == 1.0
+    assert score("set", "ABCDE or FGHIJ", ["ABCDE", "FGHIJ"]) == 0.0
+    values = ["1824511", "2617641"]
+    assert score("set", "The numbers are 1824511 and 2,617,641.", values) == 1.0
+    assert score("set", "1824511", values) == pytest.approx(2 / 3)
+    q = "Which variables equal 80837?"
+    assert score("set", "Equal to 80837: ABCDE", ["ABCDE"], query=q) == 1.0
 
 
 def test_score_pairs() -> None:
