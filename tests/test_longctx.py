@@ -22,10 +22,11 @@ from typing import Any
 import pytest
 from langchain_core.messages import BaseMessage
 
-from benchmarks.longctx.cli import main
+from benchmarks.longctx.cli import main, parser
 from benchmarks.longctx.codeqa import HEADER, Facts
 from benchmarks.longctx.families import FAMILIES, make_task
 from benchmarks.longctx.records import PHRASES
+from benchmarks.longctx.rlms_system import rlms_request
 from benchmarks.longctx.runner import read_rows, run_suite
 from benchmarks.longctx.scoring import items, numbers, pairs_in, score
 from benchmarks.longctx.summary import markdown, plot
@@ -427,6 +428,18 @@ def test_bare_system_retries_a_shorter_cut_when_the_prompt_is_too_long() -> None
     assert row["calls"] == 1 and "rate limited" in row["error"]
 
 
+def test_rlms_request_mirrors_the_graph_settings() -> None:
+    task = make_task("niah_single", 8000, 0)
+    settings = Settings(max_depth=0, max_iterations=4, max_seconds=9.0, window_tokens=1000)
+    small = rlms_request(task, {"base_url": "u"}, True, settings)
+    # Graph max_depth 0 (rlm_query answered by a plain call) is rlms max_depth 1.
+    assert small["max_depth"] == 1 and small["max_iterations"] == 4
+    assert small["max_seconds"] == 9.0 and small["sub_window_chars"] == 3500
+    assert small["orchestrator"] is False and small["context"] == task.context
+    large = rlms_request(task, {"base_url": "u"}, False, settings)
+    assert large["orchestrator"] is True and large["sub_window_chars"] is None
+
+
 def test_rlms_with_a_model_that_has_no_server_is_an_error_row() -> None:
     task = make_task("niah_single", 8000, 0)
     row = next(run_suite([task], ["rlms"], FakeChatModel(respond=bare_reader), Settings()))
@@ -547,6 +560,12 @@ def test_cli_run_summarize_and_plot(tmp_path: Path, capsys: pytest.CaptureFixtur
     table = capsys.readouterr().out
     assert "### niah_single" in table and "| 16k | rlm | 2 |" in table
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_run_defaults_cover_the_whole_suite() -> None:
+    args = parser().parse_args(["run", "--model", "local", "--out", "o.jsonl"])
+    assert args.families == list(FAMILIES) and args.systems == ["rlm", "bare"]
+    assert args.sizes[0] == 8000 and args.sizes[-1] == 8_000_000 and args.split == "dev"
 
 
 def test_summary_means_and_medians() -> None:
