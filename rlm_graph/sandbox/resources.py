@@ -50,6 +50,8 @@ class Resources:
         self.worker: WorkerHandle | None = None
         self.address_space_bytes = 0
         self.nproc: int | None = None
+        #: Why the zygote killed the last worker it was asked to kill, when it had (CPU budget).
+        self.kill_reason: str | None = None
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -196,9 +198,16 @@ class Resources:
             return
         self._live_zygote().request({"op": "signal", "pid": worker.pid, "sig": int(sig)})
 
+    def set_cpu_budget(self, worker: WorkerHandle, seconds: float, what: str) -> None:
+        """Let the zygote kill ``worker`` once it uses ``seconds`` more CPU (never blocks)."""
+        zygote = self.zygote
+        if zygote is not None and not self.closed:
+            zygote.set_cpu_budget(worker.pid, seconds, what)
+
     def kill_worker(self, worker: WorkerHandle) -> int | None:
         """Kill the worker's process group, reap it and return its wait status."""
         with self.lock:
+            self.kill_reason = None
             worker.kill_group()
             # With our cgroup the host sweeps stray processes itself (cheaper than the zygote's
             # scan of /proc), just below.
@@ -214,6 +223,8 @@ class Resources:
                 if self.worker is worker:
                     self.worker = None
             status = reply.get("status")
+            reason = reply.get("reason")
+            self.kill_reason = reason if isinstance(reason, str) else None
             return None if status is None else int(status)
 
     def kill_worker_children(self, worker: WorkerHandle) -> None:

@@ -130,6 +130,12 @@ class ZygoteHandle:
         """
         self.control.tell({"op": "shutdown"})
 
+    def set_cpu_budget(self, pid: int, seconds: float, what: str) -> None:
+        """Give worker ``pid`` ``seconds`` of CPU from now (``what``: "block" or "idle");
+        the zygote kills it past that. Sent without waiting for an answer."""
+        msg = {"op": "cpu_budget", "pid": pid, "seconds": seconds, "what": what, "noreply": True}
+        self.control.tell(msg)
+
     def kill(self) -> None:
         """SIGKILL the zygote (safe against pid reuse); its workers are killed separately."""
         with contextlib.suppress(OSError):
