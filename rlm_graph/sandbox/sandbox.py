@@ -226,8 +226,9 @@ class Sandbox:
                 )
             else:
                 reason = f"{outcome.reason}: the worker {status}"
-            if self._res.kill_reason:
-                reason = f"{reason}; {self._res.kill_reason}"
+            for note in (self._res.kill_reason, self._res.memory_note()):
+                if note:
+                    reason = f"{reason}; {note}"
             error = _join(error, self._restart_text(reason))
         elif outcome.timed_out:
             # Whatever the overrunning block started (a fork bomb, a hung subprocess) goes.
