@@ -268,13 +268,17 @@ PLACEHOLDER_ANSWER = (
     "Your Final Answer {answer!r} is a placeholder, not an answer. Find the real answer with "
     "code, then reply with Final Answer: followed by the value itself."
 )
+FAILED_SEARCH_ANSWER = (
+    "Your Final Answer {answer!r} says the search failed, not what the answer is. Try another "
+    "search: one distinctive word or name from the question, e.g. grep('name')."
+)
 UNCONFIRMED_ANSWER = (
     "Your Final Answer {answer!r} does not appear in any output you have seen. If you are sure, "
     "reply with the same Final Answer again; otherwise check it with code first."
 )
 HINT_NO_MATCH = (
-    "Hint: re.search found nothing and returned None. Print real lines first, e.g. "
-    "grep('a word from the question'), then fix the pattern."
+    "Hint: re.search found nothing and returned None. Search for one distinctive word or name "
+    "from the question, e.g. grep('name'), read how the data words it, then fix the pattern."
 )
 HINT_NOT_A_NUMBER = (
     "Hint: int()/float() got text that is not a number. Capture only the digits with a group, "
@@ -290,7 +294,8 @@ HINT_UNDEFINED = (
 )
 HINT_EMPTY = (
     "Hint: that result is empty or 0, which usually means the pattern or filter does not match "
-    "the data. Look at real lines with grep('a word from the question') and fix it."
+    "the data. Search for one distinctive word or name from the question, not a whole phrase "
+    "(the data may word it differently), e.g. grep('name'), then fix the code."
 )
 _EMPTY_VALUES = {"0", "0.0", "[]", "{}", "()", "set()", "none", "no match", "''", '""'}
 
