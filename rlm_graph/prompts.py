@@ -199,7 +199,7 @@ EMPTY_OUTPUT_HINT = "(no output — use print() to see values)"
 
 REPEATED_CODE = (
     "This was the same code as in your previous reply, so it showed you nothing new. Reply "
-    "with Final Answer: <answer>, or write different code."
+    "with a line starting 'Final Answer:' followed by the answer, or write different code."
 )
 
 
@@ -244,12 +244,13 @@ def observation(
 
 CORRECTION = (
     "Your reply had neither a ```python code block nor a line starting with 'Final Answer:'. "
-    "Reply with Thought: and a ```python block, or with Final Answer: <answer>."
+    "Reply with Thought: and a ```python block, or with a line starting 'Final Answer:' "
+    "followed by the answer itself."
 )
 
 FORCED_ANSWER = (
     "You have used all your replies. Based only on what you have learned so far, give your best "
-    "answer now. Reply with 'Final Answer: <answer>' and no code."
+    "answer now: one line starting 'Final Answer:' followed by the answer itself, and no code."
 )
 
 
@@ -313,8 +314,9 @@ def hint(result: BlockResult) -> str | None:
     if last.startswith("NameError"):
         return HINT_UNDEFINED
     if not error and not result["timed_out"]:
+        # The last value printed is usually the block's result.
         values = [v.strip().lower() for v in result["output"].splitlines() if v.strip()]
-        if values and all(v in _EMPTY_VALUES or v.startswith("grep: no line") for v in values):
+        if values and (values[-1] in _EMPTY_VALUES or values[-1].startswith("grep: no line")):
             return HINT_EMPTY
     return None
 

@@ -68,6 +68,7 @@ def test_other_models_are_not_questioned() -> None:
         ("print(undefined_name)", "only defined by code that ran"),
         ("print(len([l for l in context.split() if 'zzz' in l]))", "result is empty or 0"),
         ("grep('zzz')", "result is empty or 0"),
+        ("grep('blue')\nprint('no match')", "result is empty or 0"),
     ],
 )
 def test_common_failures_get_a_hint(block: str, needle: str) -> None:
@@ -160,6 +161,9 @@ def test_the_compact_prompt_never_shows_a_placeholder_to_copy() -> None:
         remaining={}, compact=True,
     )  # fmt: skip
     assert "<answer>" not in text and "Final Answer:" in text
+    # nor do the messages a small model reads mid-run (it copied "Final Answer: <answer>")
+    for message in (prompts.REPEATED_CODE, prompts.CORRECTION, prompts.FORCED_ANSWER):
+        assert "<" not in message and "Final Answer:" in message
 
 
 def test_grep_in_a_text_without_line_breaks_shows_each_match() -> None:
