@@ -108,7 +108,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _err(message: str, stream: IO[str] | None = None) -> None:
-    first = " ".join(str(message).split()) or "unknown error"
+    from rlm_graph.terminal import safe_text
+
+    # Errors can quote model-written text (a provider's reply, a block's output).
+    first = safe_text(" ".join(str(message).split()), keep_newlines=False) or "unknown error"
     print(f"{PROG}: error: {first}", file=stream if stream is not None else sys.stderr)
 
 
@@ -220,8 +223,16 @@ def _run(args: argparse.Namespace) -> int:
         out.update(model=models.spec, seconds=_since(started), runs=len(builder.runs))
         _print_json(out)
     else:
-        print(result["answer"])
+        print(answer_for(sys.stdout, str(result["answer"])))
     return 0
+
+
+def answer_for(stream: IO[str], answer: str) -> str:
+    """The answer as printed on ``stream``: escaped control sequences on a terminal (the model
+    wrote it), unchanged into a pipe or file; ``--json`` always keeps it raw."""
+    from rlm_graph.terminal import safe_text
+
+    return safe_text(answer) if stream.isatty() else answer
 
 
 def _since(started: float) -> float:

@@ -14,8 +14,9 @@ from typing import IO, Any
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
-from rich.markup import escape
 from rich.tree import Tree
+
+from rlm_graph.terminal import markup_safe, safe_quoted, safe_text
 
 __all__ = [
     "LiveTree",
@@ -257,6 +258,9 @@ class Progress:
         """Flush whatever is still on screen."""
 
 
+RUN_ID_CHARS = 6
+
+
 class PlainProgress(Progress):
     """One plain line per step, indented by depth; for pipes, logs and CI."""
 
@@ -266,8 +270,14 @@ class PlainProgress(Progress):
 
     def _line(self, event: Mapping[str, Any], text: str) -> None:
         depth = int(event.get("depth") or 0)
-        head = f"[d{depth} #{int(event.get('iteration') or 0)} {float(event.get('t') or 0):6.1f}s]"
-        self.stream.write(f"{'  ' * depth}{head} {text}\n")
+        # A short run id tells concurrent children at one depth apart.
+        rid = safe_text(str(event.get("run_id") or "")[:RUN_ID_CHARS], keep_newlines=False)
+        head = (
+            f"[d{depth} {rid} #{int(event.get('iteration') or 0)} "
+            f"{float(event.get('t') or 0):6.1f}s]"
+        )
+        # Model-written parts (thoughts, code, errors) must not drive the terminal.
+        self.stream.write(f"{'  ' * depth}{head} {safe_text(text, keep_newlines=False)}\n")
         self.stream.flush()
 
     def on_event(self, event: Mapping[str, Any]) -> None:
@@ -325,7 +335,8 @@ class LiveTree(Progress):
 
     def __init__(self, builder: TraceBuilder, console: Console | None = None) -> None:
         super().__init__(builder)
-        self.console = console if console is not None else Console(stderr=True)
+        # emoji=False: ":name:" in model text stays text.
+        self.console = console if console is not None else Console(stderr=True, emoji=False)
         # transient: the cropped live view is replaced by one full render at the end.
         self.live = Live(
             self.render(recent=self.RECENT),
@@ -359,7 +370,8 @@ class LiveTree(Progress):
         if run.ended:
             tail = f" [dim]{_tokens(run.usage)} tok, {float(run.seconds or 0):.1f}s[/dim]"
         ctx = f" [dim]({run.context_type}, {run.context_chars} chars)[/dim]"
-        return f"[bold]{status} d{run.depth}[/bold] {escape(shorten(run.query, 60))}{ctx}{tail}"
+        query = markup_safe(shorten(run.query, 60))
+        return f"[bold]{status} d{run.depth}[/bold] {query}{ctx}{tail}"
 
     def _add_run(self, node: Tree, run: _TracedRun, recent: int | None = None) -> None:
         shown = run.iterations
@@ -375,27 +387,25 @@ class LiveTree(Progress):
                 mark = "✓" if call.get("done") else "…"
                 err = " [red]error[/red]" if call.get("error") else ""
                 secs = f" {float(call.get('seconds') or 0):.1f}s" if call.get("done") else ""
-                branch.add(
-                    f"{mark} {escape(_call_name(call))} {escape(shorten(call.get('prompt'), 40))!r}"
-                    f"[dim]{secs}[/dim]{err}"
-                )
+                prompt = safe_quoted(shorten(call.get("prompt"), 40))
+                branch.add(f"{mark} {markup_safe(_call_name(call))} {prompt}[dim]{secs}[/dim]{err}")
             for child_id in it.children:
                 child = self.builder.runs.get(child_id)
                 if child is not None:
                     self._add_run(branch.add(self._run_label(child)), child, recent)
         if run.answer is not None:
             node.add(
-                f"[green]answer[/green] {escape(shorten(run.answer, 70))!r} "
+                f"[green]answer[/green] {safe_quoted(shorten(run.answer, 70))} "
                 f"[dim]({run.stopped_reason})[/dim]"
             )
 
     def _iteration_label(self, it: _TracedIteration) -> str:
         parts = [f"#{it.number}"]
         if it.thought:
-            parts.append(escape(shorten(it.thought, 40)))
+            parts.append(markup_safe(shorten(it.thought, 40)))
         if it.blocks:
             first = it.blocks[min(it.blocks)].get("code", "")
-            parts.append(f"[cyan]{escape(shorten(first, 40))}[/cyan]")
+            parts.append(f"[cyan]{markup_safe(shorten(first, 40))}[/cyan]")
             done = [b for b in it.blocks.values() if "output_chars" in b]
             if done:
                 parts.append(f"→ {it.output_chars()} chars")
