@@ -2,7 +2,7 @@
 
 One flag per setting of :class:`rlm_graph.context.Context`, derived from the schema so the two
 cannot drift. Exit codes: 0 answered, 2 bad usage or input (checked before any model call),
-1 the run failed.
+1 the run failed (a model call that failed for good still prints the best answer known).
 """
 
 from __future__ import annotations
@@ -218,12 +218,17 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         if trace is not None:
             trace.close(result or latest, error)
+    keys = ("answer", "usage", "iterations", "stopped_reason", "error")
     if args.json:
-        out = {key: result.get(key) for key in ("answer", "usage", "iterations", "stopped_reason")}
+        out = {key: result.get(key) for key in keys}
         out.update(model=models.spec, seconds=_since(started), runs=len(builder.runs))
         _print_json(out)
     else:
         print(answer_for(sys.stdout, str(result["answer"])))
+    if result.get("stopped_reason") == "error":
+        # The answer above is the best one known; the model call that failed for good says why.
+        _err(str(result.get("error")))
+        return 1
     return 0
 
 

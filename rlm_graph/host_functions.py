@@ -67,6 +67,10 @@ class HostFunctions:
                 child_input, self._child_config(child_id), context=dataclasses.asdict(run.ctx)
             )
             run.add_usage(out["usage"])
+            if out.get("stopped_reason") == "error":
+                # A child whose model failed for good: an exception for the code, as for
+                # llm_query (a batch slot says "Error: ...").
+                raise RuntimeError(f"child run failed: {out.get('error')}")
             outcome["answer"] = str(out["answer"])
         return str(outcome["answer"])
 
@@ -88,7 +92,7 @@ class HostFunctions:
     def _plain(self, prompt: str, *, function: Literal["llm_query", "rlm_query"]) -> str:
         with self._subcall("llm", function, prompt) as outcome:
             try:
-                reply, usage = call_model(self.run.budget, self.sub_model(), prompt)
+                reply, usage = call_model(self.run.budget, self.sub_model(), prompt, self.run.ctx)
             except BudgetExhausted as exc:
                 outcome.update(answer=f"Error: {exc}", error=str(exc))
             else:

@@ -313,7 +313,8 @@ class PlainProgress(Progress):
             self._line(
                 event,
                 f"final ({event.get('stopped_reason')}, {event.get('iterations')} iterations): "
-                f"{shorten(event.get('answer'), 70)!r}",
+                f"{shorten(event.get('answer'), 70)!r}"
+                + (f" error: {shorten(event.get('error'), 120)}" if event.get("error") else ""),
             )
         elif kind == "run_end":
             self._line(

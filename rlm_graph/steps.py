@@ -21,6 +21,7 @@ from langchain_core.runnables.config import var_child_runnable_config
 from langgraph.errors import GraphBubbleUp
 
 from rlm_graph.budget import Budget
+from rlm_graph.context import Context
 from rlm_graph.executor import BlockOutcome, Executor
 from rlm_graph.model_calls import acall_model, call_model
 
@@ -42,12 +43,14 @@ class ModelCall:
     budget: Budget
     model: BaseChatModel
     messages: Any
+    #: The run's settings: the call's timeout and retries (the tree's deadline bounds it too).
+    ctx: Context | None = None
 
     def run(self) -> Any:
-        return call_model(self.budget, self.model, self.messages)
+        return call_model(self.budget, self.model, self.messages, self.ctx)
 
     async def arun(self) -> Any:
-        return await acall_model(self.budget, self.model, self.messages)
+        return await acall_model(self.budget, self.model, self.messages, self.ctx)
 
 
 @dataclass(frozen=True)
