@@ -93,6 +93,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="file whose text becomes `context` ('-' reads stdin); without it the query "
         "itself is the payload",
     )
+    p.add_argument(
+        "--decode-errors",
+        choices=["strict", "replace"],
+        default="strict",
+        help="a context that is not UTF-8 text (or holds NUL bytes) is an error (strict, the "
+        "default); 'replace' reads it anyway with U+FFFD for bad bytes",
+    )
     _add_setting_flags(p)
     p.add_argument("--json", action="store_true", help="print a JSON object instead of text")
     p.add_argument(
@@ -115,20 +122,18 @@ def _err(message: str, stream: IO[str] | None = None) -> None:
     print(f"{PROG}: error: {first}", file=stream if stream is not None else sys.stderr)
 
 
-def _read_context(path: str | None) -> str | None:
-    if path is None:
+def _read_context(args: argparse.Namespace) -> str | None:
+    if args.context_file is None:
         return None
-    if path == "-":
-        return sys.stdin.read()
-    p = Path(path)
-    if not p.exists():
-        raise UsageError(f"context file not found: {path}")
-    if not p.is_file():
-        raise UsageError(f"context file is not a regular file: {path}")
+    from rlm_graph.context_file import ContextFileError, read_context
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
     try:
-        return p.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise UsageError(f"cannot read context file {path}: {exc.strerror or exc}") from exc
+        return read_context(args.context_file, decode_errors=args.decode_errors, say=say)
+    except ContextFileError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -168,7 +173,7 @@ def _check_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace) -> int:
     settings = _check_args(args)
-    context = _read_context(args.context_file)
+    context = _read_context(args)
     models = choose_models(args.model, args.sub_model)
 
     from rlm_graph import build_graph
@@ -217,10 +222,12 @@ def _run(args: argparse.Namespace) -> int:
         raise
     finally:
         if trace is not None:
-            trace.close(result or latest, error)
+            trace.close(result or latest, error or result.get("error"))
     keys = ("answer", "usage", "iterations", "stopped_reason", "error")
     if args.json:
         out = {key: result.get(key) for key in keys}
+        if result.get("stopped_reason") == "error":
+            out["best_answer"] = result.get("best_answer")  # as in the JSON of a failed run
         out.update(model=models.spec, seconds=_since(started), runs=len(builder.runs))
         _print_json(out)
     else:

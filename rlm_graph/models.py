@@ -232,7 +232,15 @@ def _import_model(spec: str) -> BaseChatModel:
     if isinstance(obj, BaseChatModel):
         return obj
     if callable(obj):
-        made = obj()
+        try:
+            made = obj()
+        except Exception as exc:  # e.g. a model class whose pydantic fields are missing
+            lines = str(exc).strip().splitlines()
+            raise ModelSpecError(
+                f"model factory {spec} failed: {type(exc).__name__}: "
+                f"{lines[0] if lines else 'no message'} (it must take no arguments and return "
+                "a BaseChatModel)"
+            ) from exc
         if isinstance(made, BaseChatModel):
             return made
         raise ModelSpecError(

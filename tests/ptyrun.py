@@ -34,9 +34,11 @@ def run_in_pty(
     env: dict[str, str],
     stdin_tty: bool = False,
     timeout: float = 120,
+    reply: tuple[bytes, bytes] | None = None,
 ) -> Screen:
     """Run ``cmd`` with stdout and stderr on one pty (stdin too when ``stdin_tty``, else
-    /dev/null) until it exits and the terminal is drained."""
+    /dev/null) until it exits and the terminal is drained. ``reply=(seen, keys)`` types
+    ``keys`` once ``seen`` has appeared on the screen."""
     leader, follower = os.openpty()
     proc = subprocess.Popen(
         list(cmd),
@@ -63,6 +65,9 @@ def run_in_pty(
             if not data:
                 break
             screen.chunks.append((time.monotonic() - start, data))
+            if reply is not None and reply[0] in screen.data:
+                os.write(leader, reply[1])
+                reply = None
     finally:
         os.close(leader)
         if proc.poll() is None:

@@ -243,10 +243,19 @@ def test_failed_run_exit_1_traceback_only_with_debug(tmp_path: Path) -> None:
         "        raise RuntimeError('provider exploded')\n\n"
         "    return FakeChatModel(respond=respond)\n"
     )
+    # A model call that fails for good ends the run: exit 1, the error on one line, and on
+    # stdout the best answer known (here none, so a sentence saying why).
     proc = run("q", "--model", "broken_model:model", "--quiet", cwd=tmp_path)
-    _one_line_error(proc, 1, "provider exploded")
-    proc = run("q", "--model", "broken_model:model", "--quiet", "--debug", cwd=tmp_path)
     assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "rlm-graph: error: model call to FakeChatModel failed: RuntimeError: provider exploded"
+    ]
+    assert proc.stdout.startswith("No answer was found before the run stopped (error: ")
+    # The traceback only under --debug (here of a factory that cannot be called).
+    proc = run("q", "--model", "tests.fakes:FakeChatModel", "--quiet", cwd=tmp_path)
+    _one_line_error(proc, 2, "ValidationError")
+    proc = run("q", "--model", "tests.fakes:FakeChatModel", "--quiet", "--debug", cwd=tmp_path)
+    assert proc.returncode == 2
     assert "Traceback (most recent call last)" in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("rlm-graph: error: ")
 
