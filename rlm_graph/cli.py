@@ -178,6 +178,12 @@ def _run(args: argparse.Namespace) -> int:
 
     from rlm_graph import build_graph
     from rlm_graph.inputs import InputError
+    from rlm_graph.launch import local_specs, prepare_local, startup_status
+
+    with startup_status(quiet=args.quiet) as (say, on_progress):
+        # Start the local model now, with a status line, not silently in the first call.
+        for spec in local_specs(models.spec, models.sub_spec):
+            prepare_local(spec, say, on_progress)
     from rlm_graph.progress import TraceBuilder
     from rlm_graph.tracefile import TraceWriter
 

@@ -8,6 +8,7 @@ from a LangGraph server.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -338,26 +339,41 @@ class LiveTree(Progress):
         super().__init__(builder)
         # emoji=False: ":name:" in model text stays text.
         self.console = console if console is not None else Console(stderr=True, emoji=False)
-        # transient: the cropped live view is replaced by one full render at the end.
+        self._t0: float | None = None  # monotonic time of the tree's t=0
+        self._last: RenderableType = self.render(recent=self.RECENT)
+        # transient: the cropped live view is replaced by one full render at the end. The view
+        # is rebuilt at every refresh, so the clocks tick between events.
         self.live = Live(
-            self.render(recent=self.RECENT),
             console=self.console,
-            refresh_per_second=8,
+            refresh_per_second=4,
             transient=True,
             vertical_overflow="crop",
+            get_renderable=self._live_view,
         )
         self.live.start()
 
+    def _live_view(self) -> RenderableType:
+        now = None if self._t0 is None else time.monotonic() - self._t0
+        try:
+            self._last = self.render(recent=self.RECENT, now=now)
+        except RuntimeError:  # the builder changed while the refresh thread read it
+            pass
+        return self._last
+
     def on_event(self, event: Mapping[str, Any]) -> None:
-        self.live.update(self.render(recent=self.RECENT))
+        if self._t0 is None:
+            self._t0 = time.monotonic() - float(event.get("t") or 0.0)
+        self.live.refresh()
 
     def close(self) -> None:
         if self.live.is_started:
             self.live.stop()
             self.console.print(self.render())
 
-    def render(self, recent: int | None = None) -> RenderableType:
-        """The tree as a rich renderable; ``recent`` keeps only each run's last iterations."""
+    def render(self, recent: int | None = None, now: float | None = None) -> RenderableType:
+        """The tree as a rich renderable; ``recent`` keeps only each run's last iterations;
+        ``now`` (seconds on the events' clock) adds running clocks and what is awaited."""
+        self._now = now
         root = self.builder.root
         if root is None:
             return Group("[dim]starting…[/dim]")
@@ -365,11 +381,15 @@ class LiveTree(Progress):
         self._add_run(tree, root, recent)
         return tree
 
+    _now: float | None = None
+
     def _run_label(self, run: _TracedRun) -> str:
         status = "✓" if run.ended else "…"
         tail = ""
         if run.ended:
             tail = f" [dim]{_tokens(run.usage)} tok, {float(run.seconds or 0):.1f}s[/dim]"
+        elif self._now is not None:
+            tail = f" [dim]{max(0.0, self._now - run.t):.1f}s[/dim]"
         ctx = f" [dim]({run.context_type}, {run.context_chars} chars)[/dim]"
         query = markup_safe(shorten(run.query, 60))
         return f"[bold]{status} d{run.depth}[/bold] {query}{ctx}{tail}"
@@ -381,6 +401,9 @@ class LiveTree(Progress):
             shown = shown[-recent:]
         for it in shown:
             branch = node.add(self._iteration_label(it))
+            if self._now is not None and not run.ended and _awaiting_model(it):
+                waited = max(0.0, self._now - it.t)
+                branch.add(f"[yellow]waiting for the model… {waited:.1f}s[/yellow]")
             for call in it.subcalls.values():
                 # rlm calls that spawned a child run are drawn as that run, not twice.
                 if call.get("kind") == "rlm" and (call.get("child_run_id") or not call.get("done")):
@@ -421,6 +444,11 @@ class LiveTree(Progress):
         )
         parts.append(f"[dim]{busy:.1f}s @{it.t:.1f}s[/dim]")
         return " ".join(parts)
+
+
+def _awaiting_model(it: _TracedIteration) -> bool:
+    """Whether the iteration's model call is in flight (started, no reply yet)."""
+    return it.model_seconds is None and not it.thought and not it.blocks and not it.has_final
 
 
 def choose_progress(builder: TraceBuilder, *, quiet: bool = False) -> Progress:

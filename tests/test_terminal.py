@@ -164,3 +164,35 @@ def test_json_and_piped_answers_stay_raw(tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stderr
         answer = json.loads(proc.stdout)["answer"] if extra else proc.stdout.rstrip("\n")
         assert answer == "answer" + HOSTILE + LINK
+
+
+SLOW_MODEL = """
+from tests.fakes import answer_model
+
+
+def model():
+    return answer_model(latency=3.0)
+"""
+
+
+def test_live_tree_clock_ticks_while_the_model_is_awaited(tmp_path: Path) -> None:
+    import re
+
+    (tmp_path / "slow_model.py").write_text(SLOW_MODEL)
+    screen = run_in_pty(
+        [SCRIPT, "How long?", "--model", "slow_model:model"], cwd=tmp_path, env=_env(),
+        timeout=120,
+    )  # fmt: skip
+    assert screen.returncode == 0, screen.text
+    # (time seen, seconds shown) of every "waiting for the model… N.Ns" drawn.
+    shown = [
+        (t, float(m.group(1)))
+        for t, chunk in screen.chunks
+        for m in re.finditer(r"waiting for the model… (\d+\.\d)s", chunk.decode("utf-8", "replace"))
+    ]
+    values = sorted({v for _, v in shown})
+    # Each call sleeps 3 s with no event in between: the line is redrawn with a growing clock.
+    assert len(values) >= 4 and values[-1] >= 2.0, values
+    assert [v for _, v in shown[:4]] == sorted(v for _, v in shown[:4])
+    # The final, full tree no longer waits.
+    assert "waiting for the model" not in screen.text.rsplit("✓ d0", 1)[-1]
