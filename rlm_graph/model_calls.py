@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
+from langchain_core.runnables import RunnableConfig, ensure_config
 
 from rlm_graph.budget import Budget
 from rlm_graph.context import Context
@@ -66,26 +67,50 @@ def call_policy(budget: Budget, ctx: Context | None) -> CallPolicy:
     )
 
 
+def _config(tags: Sequence[str]) -> RunnableConfig | None:
+    """The current config plus ``tags``: a model given as an instance is tagged too."""
+    if not tags:
+        return None
+    config = ensure_config()
+    config["tags"] = [*config.get("tags", []), *tags]
+    return config
+
+
 def call_model(
-    budget: Budget, model: BaseChatModel, messages: Any, ctx: Context | None = None
+    budget: Budget,
+    model: BaseChatModel,
+    messages: Any,
+    ctx: Context | None = None,
+    *,
+    tags: Sequence[str] = (),
 ) -> tuple[BaseMessage, Usage]:
     """One budgeted model call: reserve a slot, call (timed and retried per ``ctx``: see
     :mod:`rlm_graph.retry`), record usage (release the slot on error).
 
     Raises :class:`~rlm_graph.budget.BudgetExhausted` before calling when the budget is spent,
-    :class:`~rlm_graph.retry.ModelCallError` when the call failed for good.
+    :class:`~rlm_graph.retry.ModelCallError` when the call failed for good. ``tags`` are added
+    to the call's tracing run.
     """
+    config = _config(tags)
     with _slot(budget):
-        reply = call_with_policy(model, lambda: model.invoke(messages), call_policy(budget, ctx))
+        reply = call_with_policy(
+            model, lambda: model.invoke(messages, config), call_policy(budget, ctx)
+        )
     return _recorded(budget, reply)
 
 
 async def acall_model(
-    budget: Budget, model: BaseChatModel, messages: Any, ctx: Context | None = None
+    budget: Budget,
+    model: BaseChatModel,
+    messages: Any,
+    ctx: Context | None = None,
+    *,
+    tags: Sequence[str] = (),
 ) -> tuple[BaseMessage, Usage]:
     """:func:`call_model` for async runs (cancellation releases the slot)."""
+    config = _config(tags)
     with _slot(budget):
         reply = await acall_with_policy(
-            model, lambda: model.ainvoke(messages), call_policy(budget, ctx)
+            model, lambda: model.ainvoke(messages, config), call_policy(budget, ctx)
         )
     return _recorded(budget, reply)
