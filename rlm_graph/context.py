@@ -141,6 +141,21 @@ class Context:
         _at_least(0, strict=True, optional=True),
     )
 
+    llm_timeout: float | None = setting(
+        None,
+        "Seconds one model call attempt may take; the tree's max_seconds deadline also stops a "
+        "call in flight. Empty = $RLM_LLM_TIMEOUT, else the model client's own timeout (120 s "
+        "for hosted providers, RLM_LOCAL_TIMEOUT for the local model).",
+        _at_least(0, strict=True, optional=True),
+    )
+    llm_retry_seconds: float = setting(
+        60.0,
+        "Seconds a failing model call (rate limit, 5xx, connection error, timeout) is retried "
+        "with exponential backoff and jitter, honouring retry-after; then the run ends with "
+        "stopped_reason 'error' and the best answer known. 0 = no retries.",
+        _at_least(0),
+    )
+
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             check = f.metadata.get("check")

@@ -107,6 +107,7 @@ class FinalEvent(BaseEvent):
     answer: str
     stopped_reason: str
     iterations: int
+    error: str | None
 
 
 class RunEndEvent(BaseEvent):

@@ -44,6 +44,7 @@ from rlm_graph.model_profile import (
     window_tokens,
 )
 from rlm_graph.repl_helpers import prelude
+from rlm_graph.retry import DeadlineExceeded, ModelCallError
 from rlm_graph.runs import Run, RunTable, current_iteration, new_id
 from rlm_graph.state import BlockResult, State, Usage, add_usage
 from rlm_graph.steps import ModelCall, RunBlock, Step
@@ -158,9 +159,13 @@ class Loop:
         run.emit("iteration_start", iteration)
         began = time.monotonic()
         try:
-            reply, usage = yield ModelCall(run.budget, self.models.root(run.ctx), state["messages"])
-        except BudgetExhausted:
-            return route_after_think({"stopped_reason": "budget"})
+            reply, usage = yield ModelCall(
+                run.budget, self.models.root(run.ctx), state["messages"], run.ctx
+            )
+        except BudgetExhausted as exc:
+            return route_after_think({"stopped_reason": "budget", "error": _in_flight(exc)})
+        except ModelCallError as exc:  # after its retries: keep what the run learned
+            return route_after_think({"stopped_reason": "error", "error": str(exc)})
         text = message_text(reply)
         seconds = time.monotonic() - began
         return route_after_think(reply_update(run, state, iteration, text, usage, seconds))
@@ -221,16 +226,20 @@ class Loop:
     def finish(self, state: State) -> Body:
         """Produce the answer (forcing one when none was given), close the run, report."""
         run = self.live(state)
-        needs_answer = not state.get("answer") and state.get("stopped_reason") != "budget"
+        stopped = state.get("stopped_reason")
+        needs_answer = not state.get("answer") and stopped not in ("budget", "error")
         ask = HumanMessage(prompts.FORCED_ANSWER)
         reply: tuple[Any, Usage] | None = None
+        failed: tuple[str, str | None] | None = None
         if needs_answer and not run.budget.exhausted():
             model = self.models.root(run.ctx)
             try:
-                reply = yield ModelCall(run.budget, model, [*state["messages"], ask])
-            except BudgetExhausted:
-                reply = None
-        update = answer_update(run, state, ask, reply)
+                reply = yield ModelCall(run.budget, model, [*state["messages"], ask], run.ctx)
+            except BudgetExhausted as exc:
+                failed = ("budget", _in_flight(exc))
+            except ModelCallError as exc:
+                failed = ("error", str(exc))
+        update = answer_update(run, state, ask, reply, failed)
         self.runs.close(run.info.run_id)
         return update
 
@@ -257,3 +266,8 @@ class Loop:
         if left is not None:
             run.executor.exec_timeout = min(run.ctx.exec_timeout, max(1.0, float(left)))
         return run.executor
+
+
+def _in_flight(exc: BudgetExhausted) -> str | None:
+    """The error text of a call the deadline stopped in flight (a spent budget has none)."""
+    return str(exc) if isinstance(exc, DeadlineExceeded) else None

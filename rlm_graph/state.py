@@ -66,6 +66,8 @@ class OutputState(TypedDict):
     iterations: int
     stopped_reason: str
     messages: Annotated[list[AnyMessage], add_messages]
+    #: Why the run stopped with ``stopped_reason="error"`` (a model call that failed for good).
+    error: NotRequired[str | None]
 
 
 class State(InputState, OutputState):

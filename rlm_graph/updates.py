@@ -49,6 +49,7 @@ def fresh_state(
         "answer_checked": False,
         "check_answers": check_answers,
         "direct": False,
+        "error": None,
     }
 
 
@@ -191,12 +192,19 @@ def repeats_previous_reply(state: State) -> bool:
 
 
 def answer_update(
-    run: Run, state: State, ask: HumanMessage, reply: tuple[Any, Usage] | None
+    run: Run,
+    state: State,
+    ask: HumanMessage,
+    reply: tuple[Any, Usage] | None,
+    failed: tuple[str, str | None] | None = None,
 ) -> dict[str, Any]:
-    """The final state update: the answer given, the forced one, or the best one known."""
+    """The final state update: the answer given, the forced one, or the best one known.
+    ``failed`` is ``(stopped_reason, error)`` when the forced-answer call failed."""
     answer, reason = state.get("answer") or "", state.get("stopped_reason") or ""
-    usage, messages = state["usage"], []
-    if not answer:
+    usage, messages, error = state["usage"], [], state.get("error")
+    if failed is not None:
+        reason, error = failed
+    elif not answer and reason != "error":
         reason = "max_iterations" if reply is not None else "budget"
     if reply is not None:
         text = message_text(reply[0])
@@ -204,15 +212,24 @@ def answer_update(
         messages = [ask, AIMessage(text)]
         answer = (parse_reply(text).final_answer or text).strip()
     if not answer:
+        why = f"{reason}: {error}" if error else reason
         answer = (state.get("best_answer") or "").strip() or (
-            f"No answer was found before the run stopped ({reason})."
+            f"No answer was found before the run stopped ({why})."
         )
     iterations = state["iterations"]
-    run.emit("final", iterations, answer=answer, stopped_reason=reason, iterations=iterations)
+    run.emit(
+        "final",
+        iterations,
+        answer=answer,
+        stopped_reason=reason,
+        iterations=iterations,
+        error=error,
+    )
     run.emit("run_end", iterations, usage=usage, seconds=round(time.monotonic() - run.started, 4))
     return {
         "answer": answer,
         "stopped_reason": reason,
+        "error": error,
         "usage": usage,
         "messages": messages,
         # Drop the payload: a later run on the same thread without "context" must not see it.
