@@ -126,6 +126,19 @@ class Context:
         _at_least(0, strict=True, optional=True),
     )
 
+    tool_timeout: float = setting(
+        60.0,
+        "Seconds one call of a tool given to build_graph(tools=...) may take; past it the code "
+        "gets a ToolError (a tool's metadata['rlm_timeout'] overrides it).",
+        _at_least(0, strict=True),
+    )
+    tool_concurrency: int = setting(
+        4,
+        "Calls of one tool in flight at once in the whole recursion tree (a tool's "
+        "metadata['rlm_max_concurrency'] overrides it).",
+        _at_least(1),
+    )
+
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             check = f.metadata.get("check")

@@ -80,20 +80,21 @@ class ObservationEvent(BaseEvent):
 
 
 class SubcallStartEvent(BaseEvent):
-    """``llm_query`` / ``rlm_query`` started; for ``rlm`` the child's events follow."""
+    """``llm_query`` / ``rlm_query`` / a tool started; for ``rlm`` the child's events follow.
+    For ``kind="tool"``, ``function`` is the tool's name and ``prompt`` its JSON arguments."""
 
     call_id: str
-    kind: Literal["llm", "rlm"]
-    function: Literal["llm_query", "rlm_query"]
+    kind: Literal["llm", "rlm", "tool"]
+    function: str
     prompt: str
 
 
 class SubcallEndEvent(BaseEvent):
-    """A sub-call finished."""
+    """A sub-call finished (for a tool, ``answer`` is its result, as text)."""
 
     call_id: str
-    kind: Literal["llm", "rlm"]
-    function: Literal["llm_query", "rlm_query"]
+    kind: Literal["llm", "rlm", "tool"]
+    function: str
     seconds: float
     answer: str
     error: str | None

@@ -7,6 +7,7 @@ and checkpoints. Live objects (executor, budget) stay out of state, in the graph
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -20,6 +21,7 @@ from rlm_graph.model_choice import ModelChoice
 from rlm_graph.nodes import Loop
 from rlm_graph.state import InputState, OutputState, State
 from rlm_graph.steps import LoopNode
+from rlm_graph.tools import ToolLike, to_tools
 
 Graph = CompiledStateGraph[Any, Any, Any, Any]
 
@@ -30,6 +32,8 @@ def build_graph(
     *,
     checkpointer: BaseCheckpointSaver | bool | None = None,
     executor: ExecutorFactory | None = None,
+    tools: Sequence[ToolLike] | None = None,
+    child_tools: Sequence[ToolLike] | None = None,
     **settings: Any,
 ) -> Graph:
     """Build the compiled RLM graph (named ``"rlm"``).
@@ -45,6 +49,10 @@ def build_graph(
     prompt. ``executor`` makes the REPL of each run (default: the real sandbox; see
     :mod:`rlm_graph.executor`).
 
+    ``tools`` are LangChain tools or typed, documented callables; each becomes a REPL
+    function of the same name, run on the host (:mod:`rlm_graph.tools`). Child runs get the
+    same tools unless ``child_tools`` is given (``[]``: none).
+
     Input ``{"query": str, "context"?: payload}``; output ``answer``, ``usage``,
     ``iterations``, ``stopped_reason`` and ``messages``.
     """
@@ -59,6 +67,8 @@ def build_graph(
             sub_model if isinstance(sub_model, BaseChatModel) else None,
         ),
         executor_factory=executor or sandbox_executor,
+        tools=to_tools(tools),
+        child_tools=None if child_tools is None else to_tools(child_tools, "child_tools"),
     )
 
     def node(name: str) -> LoopNode:

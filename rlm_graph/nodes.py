@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import HumanMessage
+from langchain_core.tools import BaseTool
 from langgraph.config import get_config
 from langgraph.errors import GraphBubbleUp
 from langgraph.graph.state import CompiledStateGraph
@@ -41,6 +42,7 @@ from rlm_graph.model_profile import default_output_chars, use_compact_prompt
 from rlm_graph.runs import Run, RunTable, current_iteration, new_id
 from rlm_graph.state import BlockResult, State, Usage, add_usage
 from rlm_graph.steps import ModelCall, RunBlock, Step
+from rlm_graph.tools import ToolRunner, declared, prompt_lines, tools_for_depth
 from rlm_graph.updates import (
     answer_update,
     fresh_state,
@@ -66,6 +68,13 @@ class Loop:
     runs: RunTable = field(default_factory=RunTable)
     #: The compiled graph these nodes belong to (set by ``build_graph``): ``rlm_query`` runs it.
     graph: CompiledStateGraph[Any, Any, Any, Any] | None = None
+    #: The root's tools by name, and the children's (None: the same).
+    tools: Mapping[str, BaseTool] = field(default_factory=dict)
+    child_tools: Mapping[str, BaseTool] | None = None
+
+    def tools_of(self, run: Run) -> Mapping[str, BaseTool]:
+        """The tools of a run at its depth."""
+        return tools_for_depth(run.info.depth, self.tools, self.child_tools)
 
     # ---- what every node needs ----------------------------------------------------------
 
@@ -126,6 +135,7 @@ class Loop:
             max_concurrency=ctx.max_concurrency,
             remaining=run.budget.remaining(),
             compact=use_compact_prompt(ctx.prompt_style, root_model),
+            tools=prompt_lines(self.tools_of(run)),
         )
         return {**update, **fresh_state(run.info.run_id, system, query, payload)}
 
@@ -217,15 +227,20 @@ class Loop:
         if run.executor is None:
             assert self.graph is not None, "Loop.graph is set by build_graph"
             host = HostFunctions(run, self.graph, lambda: self.models.sub(run.ctx))
+            handlers = host.as_dict()
+            tools = self.tools_of(run)
+            if tools:
+                handlers["call_tool"] = ToolRunner(run, tools).call_tool
             spec = ExecutorSpec(
                 payload=state["context"],
                 query=state["query"],
-                handlers=host.as_dict(),
+                handlers=handlers,
                 mode=run.ctx.sandbox,
                 exec_timeout=run.ctx.exec_timeout,
                 max_output_chars=output_chars(run.ctx),
                 max_concurrency=run.ctx.max_concurrency,
                 passthrough_exceptions=(GraphBubbleUp,),
+                tools=declared(tools),
             )
             run.executor = self.executor_factory(spec)
         left = run.budget.remaining()["seconds"]

@@ -35,9 +35,12 @@ def shorten(text: Any, limit: int = 60) -> str:
 
 
 def _call_name(call: Mapping[str, Any]) -> str:
-    """``llm_query`` / ``rlm_query`` as the code called it, noting a depth-capped rlm_query."""
+    """``llm_query`` / ``rlm_query`` / ``tool NAME`` as the code called it, noting a
+    depth-capped rlm_query."""
     kind = str(call.get("kind") or "llm")
     function = str(call.get("function") or f"{kind}_query")
+    if kind == "tool":
+        return f"tool {function}"
     if function == "rlm_query" and kind == "llm":
         return "rlm_query (plain call: max depth)"
     return function

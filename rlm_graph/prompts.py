@@ -52,7 +52,7 @@ roughly 100k chars). Use it to read or classify chunks of `context`.
 - {rlm_batched_line}
 - `final_answer(value)`: finish with str(value).
 - Standard library modules (re, json, collections, math, ...) can be imported.
-
+{extra}
 Limits: {limits}
 """
 
@@ -110,7 +110,7 @@ Functions:
 - {rlm_line}
 - rlm_query_batched(items) -> list[str]: several rlm_query calls at once.
 - final_answer(value): finish with str(value).
-
+{extra}
 Limits: {limits}
 """
 
@@ -133,8 +133,13 @@ def system_prompt(
     max_concurrency: int,
     remaining: Mapping[str, Any],
     compact: bool = False,
+    tools: Sequence[str] = (),
+    answer_schema: str | None = None,
 ) -> str:
-    """The system message for a run at ``depth``; ``compact`` gives the small-model variant."""
+    """The system message for a run at ``depth``; ``compact`` gives the small-model variant.
+
+    ``tools`` are one line per tool (:func:`rlm_graph.tools.prompt_lines`); ``answer_schema``
+    the JSON schema the answer must match (:mod:`rlm_graph.answers`)."""
     limits = [f"{max_iterations} replies"]
     if remaining.get("llm_calls") is not None:
         limits.append(f"{remaining['llm_calls']} model calls left for the whole task")
@@ -156,6 +161,30 @@ def system_prompt(
         rlm_line=(child if depth < max_depth else plain).format(depth=depth, max_depth=max_depth),
         rlm_batched_line=_RLM_BATCHED,
         limits="; ".join(limits) + ".",
+        extra=tools_section(tools) + answer_section(answer_schema),
+    )
+
+
+def tools_section(tools: Sequence[str]) -> str:
+    """The prompt's list of the run's own tools (empty without any)."""
+    if not tools:
+        return ""
+    lines = "".join(f"- {line}\n" for line in tools)
+    return (
+        "\nYour tools, also functions in the REPL (JSON-like arguments and results; a failure "
+        f"raises ToolError with the tool's message):\n{lines}"
+    )
+
+
+def answer_section(schema: str | None) -> str:
+    """What the answer must look like when the graph has an output schema (empty otherwise)."""
+    if schema is None:
+        return ""
+    return (
+        "\nThe answer must be a JSON value matching this JSON schema:\n"
+        f"{schema}\nFinish from code with final_answer(obj), obj a dict/list/value matching "
+        "it (a 'Final Answer:' line must hold the JSON). It is validated: if it does not "
+        "match, you see the errors and can fix it.\n"
     )
 
 

@@ -23,6 +23,7 @@ from langgraph.errors import GraphBubbleUp
 from rlm_graph.budget import Budget
 from rlm_graph.executor import BlockOutcome, Executor
 from rlm_graph.model_calls import acall_model, call_model
+from rlm_graph.runs import in_async_run
 
 
 class Step(Protocol):
@@ -61,7 +62,11 @@ class RunBlock:
         return self.executor.run(self.code)
 
     async def arun(self) -> BlockOutcome:
-        return await self.executor.arun(self.code)
+        token = in_async_run.set(True)  # the block's tool calls see it: async tools are awaited
+        try:
+            return await self.executor.arun(self.code)
+        finally:
+            in_async_run.reset(token)
 
 
 Body = Callable[[Any], Any]  # state -> update, or a generator of Steps returning the update
