@@ -15,11 +15,12 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
+from rlm_graph.answers import AnswerSchema
 from rlm_graph.context import context_class_with_defaults
 from rlm_graph.executor import ExecutorFactory, sandbox_executor
 from rlm_graph.model_choice import ModelChoice
 from rlm_graph.nodes import Loop
-from rlm_graph.state import InputState, OutputState, State
+from rlm_graph.state import InputState, OutputState, State, typed_output_state
 from rlm_graph.steps import LoopNode
 from rlm_graph.tools import ToolLike, to_tools
 
@@ -34,24 +35,25 @@ def build_graph(
     executor: ExecutorFactory | None = None,
     tools: Sequence[ToolLike] | None = None,
     child_tools: Sequence[ToolLike] | None = None,
+    output_schema: Any = None,
     **settings: Any,
 ) -> Graph:
     """Build the compiled RLM graph (named ``"rlm"``).
 
     ``model`` / ``sub_model`` are ``"provider/model"`` specs, LangChain chat models, or None
-    (default: :func:`rlm_graph.models.default_model_spec`; ``sub_model`` defaults to
-    ``model``). ``settings`` are any fields of :class:`rlm_graph.Context` (``max_depth``,
+    (default: :func:`rlm_graph.models.default_model_spec`; ``sub_model``: ``model``).
+    ``settings`` are any fields of :class:`rlm_graph.Context` (``max_depth``,
     ``max_iterations``, ``sandbox``, ``max_llm_calls``, ...): they become the defaults of the
     graph's context schema; override them per run with ``graph.invoke(input, context={...})``.
     An unknown name raises ``TypeError``, an out-of-range value ``ValueError``.
     ``max_output_chars=None`` and ``prompt_style="auto"`` follow the root model: a small one
     (tagged ``rlm:small-model``, as the ``local`` model is) gets 2,000 chars and the compact
-    prompt. ``executor`` makes the REPL of each run (default: the real sandbox; see
-    :mod:`rlm_graph.executor`).
-
-    ``tools`` are LangChain tools or typed, documented callables; each becomes a REPL
-    function of the same name, run on the host (:mod:`rlm_graph.tools`). Child runs get the
-    same tools unless ``child_tools`` is given (``[]``: none).
+    prompt. ``executor`` makes each run's REPL (default: the sandbox; :mod:`rlm_graph.executor`).
+    ``tools``: LangChain tools or typed, documented callables, each a REPL function of the
+    same name run on the host (:mod:`rlm_graph.tools`); children get them unless
+    ``child_tools`` is given. ``output_schema`` (Pydantic model, TypedDict or JSON schema
+    dict) types the root's answer: ``answer`` is then the validated value in JSON form and
+    ``answer_text`` its text (:mod:`rlm_graph.answers`).
 
     Input ``{"query": str, "context"?: payload}``; output ``answer``, ``usage``,
     ``iterations``, ``stopped_reason`` and ``messages``.
@@ -60,6 +62,7 @@ def build_graph(
         if isinstance(value, str):
             settings[name] = value
     context_cls = context_class_with_defaults(settings)
+    schema = AnswerSchema(output_schema) if output_schema is not None else None
     loop = Loop(
         context_cls=context_cls,
         models=ModelChoice(
@@ -69,13 +72,17 @@ def build_graph(
         executor_factory=executor or sandbox_executor,
         tools=to_tools(tools),
         child_tools=None if child_tools is None else to_tools(child_tools, "child_tools"),
+        answer_schema=schema,
     )
 
     def node(name: str) -> LoopNode:
         return LoopNode(name, getattr(loop, name), loop.release)
 
     builder: StateGraph[Any, Any, Any, Any] = StateGraph(
-        State, context_schema=context_cls, input_schema=InputState, output_schema=OutputState
+        State,
+        context_schema=context_cls,
+        input_schema=InputState,
+        output_schema=typed_output_state(schema.annotation) if schema else OutputState,
     )
     builder.add_node("start", node("start"))
     builder.add_node("think", node("think"), destinations=("execute", "finish", "observe"))

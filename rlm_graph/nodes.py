@@ -29,6 +29,7 @@ from langgraph.runtime import get_runtime
 from langgraph.types import Command
 
 from rlm_graph import prompts
+from rlm_graph.answers import AnswerSchema, accept, invalid_answer_message
 from rlm_graph.budget import BudgetExhausted
 from rlm_graph.context import Context, resolve_context
 from rlm_graph.describe import payload_chars, payload_type
@@ -71,6 +72,14 @@ class Loop:
     #: The root's tools by name, and the children's (None: the same).
     tools: Mapping[str, BaseTool] = field(default_factory=dict)
     child_tools: Mapping[str, BaseTool] | None = None
+
+    #: What the root's answer must match (``build_graph(output_schema=...)``); children answer
+    #: their parent in text.
+    answer_schema: AnswerSchema | None = None
+
+    def schema_of(self, run: Run) -> AnswerSchema | None:
+        """The answer schema of a run: the graph's at the root, none below."""
+        return self.answer_schema if run.info.depth == 0 else None
 
     def tools_of(self, run: Run) -> Mapping[str, BaseTool]:
         """The tools of a run at its depth."""
@@ -136,6 +145,7 @@ class Loop:
             remaining=run.budget.remaining(),
             compact=use_compact_prompt(ctx.prompt_style, root_model),
             tools=prompt_lines(self.tools_of(run)),
+            answer_schema=schema.prompt_text() if (schema := self.schema_of(run)) else None,
         )
         return {**update, **fresh_state(run.info.run_id, system, query, payload)}
 
@@ -151,7 +161,10 @@ class Loop:
             return route_after_think({"stopped_reason": "budget"})
         text = message_text(reply)
         seconds = time.monotonic() - began
-        return route_after_think(reply_update(run, state, iteration, text, usage, seconds))
+        update = reply_update(run, state, iteration, text, usage, seconds)
+        if "answer" in update:
+            update = accept(self.schema_of(run), update)
+        return route_after_think(update)
 
     def execute(self, state: State) -> Body:
         """Run the reply's code blocks in order in the run's executor (sub-calls happen here)."""
@@ -176,11 +189,17 @@ class Loop:
         run = self.live(state)
         results = state["results"]
         done = next((r["final_answer"] for r in results if r["final_answer"] is not None), None)
+        errors = state.get("answer_errors")
         if done is not None:
-            return route_after_observe(
-                {"answer": done, "stopped_reason": "final_answer", "results": []}
+            accepted = accept(
+                self.schema_of(run), {"answer": done, "stopped_reason": "final_answer"}
             )
-        if not state["code_blocks"]:
+            if "answer" in accepted:
+                return route_after_observe({**accepted, "results": []})
+            errors = accepted["answer_errors"]
+        if errors:
+            message = invalid_answer_message(errors, state["iterations"], run.ctx.max_iterations)
+        elif not state["code_blocks"]:
             message = prompts.CORRECTION
         else:
             message = prompts.observation(
@@ -196,6 +215,7 @@ class Loop:
             "results": [],
             "code_blocks": [],
             "best_answer": best,
+            "answer_errors": None,
         }
         if state["iterations"] >= run.ctx.max_iterations:
             update["stopped_reason"] = "max_iterations"
@@ -206,7 +226,7 @@ class Loop:
     def finish(self, state: State) -> Body:
         """Produce the answer (forcing one when none was given), close the run, report."""
         run = self.live(state)
-        needs_answer = not state.get("answer") and state.get("stopped_reason") != "budget"
+        needs_answer = state.get("stopped_reason") not in ("final_answer", "budget")
         ask = HumanMessage(prompts.FORCED_ANSWER)
         reply: tuple[Any, Usage] | None = None
         if needs_answer and not run.budget.exhausted():
@@ -215,7 +235,7 @@ class Loop:
                 reply = yield ModelCall(run.budget, model, [*state["messages"], ask])
             except BudgetExhausted:
                 reply = None
-        update = answer_update(run, state, ask, reply)
+        update = answer_update(run, state, ask, reply, self.schema_of(run))
         self.runs.close(run.info.run_id)
         return update
 

@@ -14,6 +14,7 @@ from langgraph.graph.message import REMOVE_ALL_MESSAGES
 from langgraph.types import Command
 
 from rlm_graph import prompts
+from rlm_graph.answers import AnswerSchema
 from rlm_graph.context import Context
 from rlm_graph.events import THOUGHT_CHARS, preview
 from rlm_graph.executor import BlockOutcome
@@ -36,6 +37,8 @@ def fresh_state(run_id: str, system: str, query: str, payload: Any) -> dict[str,
         "iterations": 0,
         "usage": empty_usage(),
         "answer": "",
+        "answer_text": "",
+        "answer_errors": None,
         "stopped_reason": "",
         "code_blocks": [],
         "premature_answer": None,
@@ -113,10 +116,18 @@ def repeats_previous_reply(state: State) -> bool:
 
 
 def answer_update(
-    run: Run, state: State, ask: HumanMessage, reply: tuple[Any, Usage] | None
+    run: Run,
+    state: State,
+    ask: HumanMessage,
+    reply: tuple[Any, Usage] | None,
+    schema: AnswerSchema | None = None,
 ) -> dict[str, Any]:
-    """The final state update: the answer given, the forced one, or the best one known."""
-    answer, reason = state.get("answer") or "", state.get("stopped_reason") or ""
+    """The final state update: the answer given, the forced one, or the best one known; with
+    an output ``schema``, one not given through final_answer is validated here, and an invalid
+    one leaves ``answer`` None and ``stopped_reason`` "invalid_answer" (its text is kept)."""
+    reason = state.get("stopped_reason") or ""
+    accepted = reason == "final_answer"
+    answer = (state.get("answer_text") or state.get("answer") or "") if accepted else ""
     usage, messages = state["usage"], []
     if not answer:
         reason = "max_iterations" if reply is not None else "budget"
@@ -129,11 +140,22 @@ def answer_update(
         answer = (state.get("best_answer") or "").strip() or (
             f"No answer was found before the run stopped ({reason})."
         )
+    value: Any = answer
+    if schema is not None:
+        checked = schema.check(answer) if not accepted else None
+        if checked is None:
+            value = state.get("answer")
+        elif checked.ok:
+            value = checked.value
+        else:
+            value = None
+            reason = "invalid_answer" if reason != "budget" else reason
     iterations = state["iterations"]
     run.emit("final", iterations, answer=answer, stopped_reason=reason, iterations=iterations)
     run.emit("run_end", iterations, usage=usage, seconds=round(time.monotonic() - run.started, 4))
     return {
-        "answer": answer,
+        "answer": value,
+        "answer_text": answer,
         "stopped_reason": reason,
         "usage": usage,
         "messages": messages,
