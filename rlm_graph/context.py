@@ -139,6 +139,14 @@ class Context:
         _at_least(1),
     )
 
+    follow_up_ttl: float = setting(
+        1800.0,
+        "With a checkpointer and a thread_id: seconds a thread's REPL is kept after a question, "
+        "so the next question on the thread keeps its variables. 0 = every question starts "
+        "with a fresh REPL.",
+        _at_least(0),
+    )
+
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             check = f.metadata.get("check")

@@ -111,9 +111,11 @@ def open_runs(graph: Graph) -> list[str]:
 
 
 def close_runs(graph: Graph) -> None:
-    """Close every open run of ``graph`` now: their sandboxes stop, blocked nodes fail at once
-    (the CLI does this on Ctrl-C). A paused thread resumed later gets fresh ones."""
-    _loop_of(graph).runs.close_all()
+    """Close every open run of ``graph`` now (sandboxes stop, blocked nodes fail; the CLI does
+    this on Ctrl-C) and the REPLs kept for follow-ups. A paused thread gets fresh ones."""
+    loop = _loop_of(graph)
+    loop.runs.close_all()
+    loop.follow_ups.sessions.close_all()
 
 
 __all__ = ["build_graph", "close_runs", "open_runs"]

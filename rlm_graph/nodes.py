@@ -35,6 +35,7 @@ from rlm_graph.context import Context, resolve_context
 from rlm_graph.describe import payload_chars, payload_type
 from rlm_graph.events import preview
 from rlm_graph.executor import Executor, ExecutorFactory, ExecutorSpec
+from rlm_graph.followups import FollowUps, HandlerBinding
 from rlm_graph.host_functions import HostFunctions
 from rlm_graph.inputs import validate_input
 from rlm_graph.model_calls import message_text
@@ -76,6 +77,7 @@ class Loop:
     #: What the root's answer must match (``build_graph(output_schema=...)``); children answer
     #: their parent in text.
     answer_schema: AnswerSchema | None = None
+    follow_ups: FollowUps = field(default_factory=FollowUps)
 
     def schema_of(self, run: Run) -> AnswerSchema | None:
         """The answer schema of a run: the graph's at the root, none below."""
@@ -123,7 +125,11 @@ class Loop:
         config = get_config()
         run_id = (config.get("configurable") or {}).get("rlm_run_id") or new_id()
         run = self.runs.open(run_id, config, ctx)
-        update: dict[str, Any] = {}
+        assert self.graph is not None, "Loop.graph is set by build_graph"
+        follow = self.follow_ups.begin(
+            run, state, config, self.graph.checkpointer not in (None, False)
+        )
+        update: dict[str, Any] = follow.update if follow else {}
         if payload is None or isinstance(payload, tuple):
             # The query is the payload when none is given; a tuple is stored as the list it
             # reads as. Otherwise "context" is not rewritten: a checkpointer would store it again.
@@ -147,7 +153,8 @@ class Loop:
             tools=prompt_lines(self.tools_of(run)),
             answer_schema=schema.prompt_text() if (schema := self.schema_of(run)) else None,
         )
-        return {**update, **fresh_state(run.info.run_id, system, query, payload)}
+        user = follow.user_prompt if follow else None
+        return {**update, **fresh_state(run.info.run_id, system, query, payload, user)}
 
     def think(self, state: State) -> Body:
         """Ask the root model for the next step."""
@@ -173,6 +180,9 @@ class Loop:
         token = current_iteration.set(iteration)  # for events from the handler threads
         try:
             executor = self.executor_of(run, state)
+            if run.setup:  # a follow-up's new query and context (rlm_graph.followups)
+                setup, run.setup = run.setup, None
+                yield RunBlock(executor, setup)
             results: list[BlockResult] = []
             for index, code in enumerate(state["code_blocks"]):
                 run.emit("code", iteration, index=index, code=code)
@@ -236,25 +246,31 @@ class Loop:
             except BudgetExhausted:
                 reply = None
         update = answer_update(run, state, ask, reply, self.schema_of(run))
+        update.update(self.follow_ups.end(run, state, update["answer_text"]))
         self.runs.close(run.info.run_id)
         return update
 
     # ---- the executor ----------------------------------------------------------------------
 
+    def handlers_of(self, run: Run) -> dict[str, Any]:
+        """The host functions serving ``run``'s code (re-bound to a follow-up's run)."""
+        assert self.graph is not None, "Loop.graph is set by build_graph"
+        handlers = HostFunctions(run, self.graph, lambda: self.models.sub(run.ctx)).as_dict()
+        tools = self.tools_of(run)
+        if tools:
+            handlers["call_tool"] = ToolRunner(run, tools).call_tool
+        return handlers
+
     def executor_of(self, run: Run, state: State) -> Executor:
         """The run's executor, started on its first block; its block time is capped by the
         tree's deadline (at least 1 s, so the block can still report)."""
         if run.executor is None:
-            assert self.graph is not None, "Loop.graph is set by build_graph"
-            host = HostFunctions(run, self.graph, lambda: self.models.sub(run.ctx))
-            handlers = host.as_dict()
+            run.binding = HandlerBinding(self.handlers_of, run)
             tools = self.tools_of(run)
-            if tools:
-                handlers["call_tool"] = ToolRunner(run, tools).call_tool
             spec = ExecutorSpec(
                 payload=state["context"],
                 query=state["query"],
-                handlers=handlers,
+                handlers=run.binding.handlers(),
                 mode=run.ctx.sandbox,
                 exec_timeout=run.ctx.exec_timeout,
                 max_output_chars=output_chars(run.ctx),

@@ -197,6 +197,15 @@ def user_prompt(query: str, payload: Any) -> str:
     )
 
 
+def follow_up_prompt(query: str) -> str:
+    """The first user message of a follow-up that brings no new payload."""
+    return (
+        f"Question:\n{describe_query(query)}\n\n"
+        "The variable `context` still holds the data of the earlier questions (and `query` is "
+        "this question). Use the variables you defined, or explore `context` again with code."
+    )
+
+
 EMPTY_OUTPUT_HINT = "(no output — use print() to see values)"
 
 

@@ -47,6 +47,11 @@ class Run:
     ctx: Context
     executor: Any = None
     started: float = dataclasses.field(default_factory=time.monotonic)
+    #: The host handlers' binding (:class:`rlm_graph.followups.HandlerBinding`), the thread
+    #: whose sandbox this root run keeps, and setup code to run before its first block.
+    binding: Any = None
+    thread_id: str | None = None
+    setup: str | None = None
     #: Semaphores shared by the whole recursion tree (per-tool concurrency caps), by key.
     slots: dict[str, threading.BoundedSemaphore] = dataclasses.field(default_factory=dict)
     _pending: Usage = dataclasses.field(default_factory=empty_usage)

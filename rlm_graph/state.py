@@ -92,6 +92,9 @@ class State(InputState, OutputState):
     answer_text: str
     #: Why the last answer did not match the output schema (shown in the next observation).
     answer_errors: str | None
+    #: Earlier questions and answers on this thread, and contexts numbered so far (follow-ups).
+    thread_turns: list[dict[str, str]]
+    thread_contexts: int
     code_blocks: list[str]
     #: A Final Answer written in a reply that also had code: a guess, rejected (see nodes).
     premature_answer: str | None

@@ -25,14 +25,17 @@ from rlm_graph.runs import Run
 from rlm_graph.state import BlockResult, State, Usage, add_usage, empty_usage
 
 
-def fresh_state(run_id: str, system: str, query: str, payload: Any) -> dict[str, Any]:
-    """The loop's state at the start of a run (a thread's earlier run is not this one's)."""
+def fresh_state(
+    run_id: str, system: str, query: str, payload: Any, user: str | None = None
+) -> dict[str, Any]:
+    """The loop's state at the start of a run (a thread's earlier run is not this one's);
+    ``user`` replaces the first user message (a follow-up's)."""
     return {
         "run_id": run_id,
         "messages": [
             RemoveMessage(id=REMOVE_ALL_MESSAGES),
             SystemMessage(system),
-            HumanMessage(prompts.user_prompt(query, payload)),
+            HumanMessage(user or prompts.user_prompt(query, payload)),
         ],
         "iterations": 0,
         "usage": empty_usage(),

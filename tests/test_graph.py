@@ -587,10 +587,11 @@ def test_checkpointer_with_concurrent_children() -> None:
 
 
 def test_second_run_on_a_thread_starts_fresh() -> None:
+    """With follow-ups off (tests/test_followups.py has them on)."""
     from langgraph.checkpoint.memory import InMemorySaver
 
     model = answer_model()
-    graph = build_graph(model=model, checkpointer=InMemorySaver())
+    graph = build_graph(model=model, checkpointer=InMemorySaver(), follow_up_ttl=0)
     config: Any = {"configurable": {"thread_id": "t3"}}
     first = graph.invoke({"query": "q", "context": "abc"}, config)
     assert first["answer"] == "3"
