@@ -139,6 +139,14 @@ class Context:
         _at_least(1),
     )
 
+    context_window_tokens: int | None = setting(
+        None,
+        "Tokens of the root model's window: past 75% of it, older iterations of a run's history "
+        "are replaced by a summary (written by the sub-model). Empty = the model's own (the "
+        "local model's RLM_LOCAL_CTX, or its LangChain profile's max_input_tokens), else no "
+        "compaction.",
+        _at_least(256, optional=True),
+    )
     follow_up_ttl: float = setting(
         1800.0,
         "With a checkpointer and a thread_id: seconds a thread's REPL is kept after a question, "

@@ -23,6 +23,7 @@ EventName = Literal[
     "observation",
     "subcall_start",
     "subcall_end",
+    "compaction",
     "final",
     "run_end",
 ]
@@ -101,6 +102,20 @@ class SubcallEndEvent(BaseEvent):
     child_run_id: str | None
 
 
+class CompactionEvent(BaseEvent):
+    """The run's older iterations were replaced by a summary before this model call."""
+
+    window_tokens: int
+    tokens_before: int
+    tokens_after: int
+    messages_before: int
+    messages_after: int
+    summary: str
+    #: Names of the REPL variables listed in the summary.
+    variables: list[str]
+    seconds: float
+
+
 class FinalEvent(BaseEvent):
     """The run produced its answer."""
 
@@ -124,6 +139,7 @@ EVENT_TYPES: dict[str, type[BaseEvent]] = {
     "observation": ObservationEvent,
     "subcall_start": SubcallStartEvent,
     "subcall_end": SubcallEndEvent,
+    "compaction": CompactionEvent,
     "final": FinalEvent,
     "run_end": RunEndEvent,
 }

@@ -20,10 +20,11 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import HumanMessage, RemoveMessage
 from langchain_core.tools import BaseTool
 from langgraph.config import get_config
 from langgraph.errors import GraphBubbleUp
+from langgraph.graph.message import REMOVE_ALL_MESSAGES
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import get_runtime
 from langgraph.types import Command
@@ -31,6 +32,7 @@ from langgraph.types import Command
 from rlm_graph import prompts
 from rlm_graph.answers import AnswerSchema, accept, invalid_answer_message
 from rlm_graph.budget import BudgetExhausted
+from rlm_graph.compaction import compact
 from rlm_graph.context import Context, resolve_context
 from rlm_graph.describe import payload_chars, payload_type
 from rlm_graph.events import preview
@@ -161,14 +163,24 @@ class Loop:
         run = self.live(state)
         iteration = state["iterations"] + 1
         run.emit("iteration_start", iteration)
+        root, messages = self.models.root(run.ctx), state["messages"]
+        compacted, spent = yield from compact(
+            run, iteration, messages, root, self.models.sub(run.ctx)
+        )
         began = time.monotonic()
         try:
-            reply, usage = yield ModelCall(run.budget, self.models.root(run.ctx), state["messages"])
+            reply, usage = yield ModelCall(run.budget, root, compacted or messages)
         except BudgetExhausted:
             return route_after_think({"stopped_reason": "budget"})
         text = message_text(reply)
         seconds = time.monotonic() - began
-        update = reply_update(run, state, iteration, text, usage, seconds)
+        update = reply_update(run, state, iteration, text, add_usage(usage, spent), seconds)
+        if compacted is not None:
+            update["messages"] = [
+                RemoveMessage(id=REMOVE_ALL_MESSAGES),
+                *compacted,
+                *update["messages"],
+            ]
         if "answer" in update:
             update = accept(self.schema_of(run), update)
         return route_after_think(update)

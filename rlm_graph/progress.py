@@ -67,6 +67,8 @@ class _TracedIteration:
     blocks: dict[int, dict[str, Any]] = field(default_factory=dict)
     subcalls: dict[str, dict[str, Any]] = field(default_factory=dict)
     children: list[str] = field(default_factory=list)
+    #: The compaction before this iteration's model call, if any (its event's fields).
+    compaction: dict[str, Any] | None = None
 
     def output_chars(self) -> int:
         return sum(int(b.get("output_chars") or 0) for b in self.blocks.values())
@@ -86,6 +88,7 @@ class _TracedIteration:
             "code_blocks": [self.blocks[i] for i in sorted(self.blocks)],
             "subcalls": list(self.subcalls.values()),
             "children": [runs[c].to_json(runs) for c in self.children if c in runs],
+            "compaction": self.compaction,
         }
 
 
@@ -211,6 +214,11 @@ class TraceBuilder:
                 if key in event:
                     call[key] = event[key]
             call["done"] = kind == "subcall_end"
+        elif kind == "compaction":
+            run.current(number, t).compaction = {
+                k: event.get(k)
+                for k in ("tokens_before", "tokens_after", "window_tokens", "summary", "seconds")
+            }
         elif kind == "final":
             run.answer = event.get("answer")
             run.stopped_reason = event.get("stopped_reason")
@@ -301,6 +309,12 @@ class PlainProgress(Progress):
                 event,
                 f"{_call_name(event)} done ({float(event.get('seconds') or 0):.1f}s)"
                 f"{err} → {shorten(event.get('answer'), 50)!r}",
+            )
+        elif kind == "compaction":
+            self._line(
+                event,
+                f"compaction: history {event.get('tokens_before')} → "
+                f"{event.get('tokens_after')} tok (window {event.get('window_tokens')})",
             )
         elif kind == "final":
             self._line(
@@ -394,6 +408,11 @@ class LiveTree(Progress):
 
     def _iteration_label(self, it: _TracedIteration) -> str:
         parts = [f"#{it.number}"]
+        if it.compaction:
+            c = it.compaction
+            parts.append(
+                f"[magenta]compacted {c.get('tokens_before')}→{c.get('tokens_after')} tok[/magenta]"
+            )
         if it.thought:
             parts.append(escape(shorten(it.thought, 40)))
         if it.blocks:
