@@ -56,8 +56,7 @@ def build_graph(
     ``answer_text`` its text (:mod:`rlm_graph.answers`).
 
     Input ``{"query": str, "context"?: payload}``; output ``answer``, ``usage``,
-    ``iterations``, ``stopped_reason`` and ``messages``.
-    """
+    ``iterations``, ``stopped_reason``, ``messages``."""
     for name, value in (("model", model), ("sub_model", sub_model)):
         if isinstance(value, str):
             settings[name] = value
