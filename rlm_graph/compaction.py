@@ -9,9 +9,9 @@ conversation as: system prompt, the first user message with the summary and the 
 appended (:func:`compacted_messages`), then the last :data:`KEEP_ITERATIONS` iterations verbatim.
 Each compaction emits a ``compaction`` event.
 
-The window is the ``context_window_tokens`` setting, else the model's own: the ``local``
-model's ``RLM_LOCAL_CTX``, or ``max_input_tokens`` of a LangChain model profile; else none
-(no compaction).
+The window is the ``window_tokens`` setting, else ``max_input_tokens`` of the model's LangChain
+profile (the ``local`` model reports its server's ``RLM_LOCAL_CTX``); else none (no
+compaction).
 """
 
 from __future__ import annotations
@@ -20,11 +20,13 @@ import time
 from collections.abc import Generator, Sequence
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, RemoveMessage
+from langgraph.graph.message import REMOVE_ALL_MESSAGES
 
 from rlm_graph.budget import BudgetExhausted
 from rlm_graph.events import THOUGHT_CHARS, preview
 from rlm_graph.model_calls import message_text
+from rlm_graph.model_profile import window_tokens
 from rlm_graph.runs import Run
 from rlm_graph.state import Usage, empty_usage
 from rlm_graph.steps import ModelCall, RunBlock, Step
@@ -52,19 +54,9 @@ for __k, __v in list(globals().items()):
 """
 
 
-def window_tokens(setting: int | None, model: Any) -> int | None:
-    """The root model's window: the setting, else what the model says about itself."""
-    if setting is not None:
-        return setting
-    local = getattr(model, "local_settings", None)  # rlm_graph.models' local model
-    ctx = getattr(local, "ctx", None)
-    if isinstance(ctx, int):
-        parallel = getattr(local, "parallel", 1)
-        return ctx // max(1, parallel if isinstance(parallel, int) else 1)
-    profile = getattr(model, "profile", None)
-    if isinstance(profile, dict) and isinstance(profile.get("max_input_tokens"), int):
-        return int(profile["max_input_tokens"])
-    return None
+def window_of(setting: int | None, model: Any) -> int | None:
+    """The root model's window: the ``window_tokens`` setting, else the model's profile."""
+    return setting if setting is not None else window_tokens(model)
 
 
 def estimate_tokens(messages: Sequence[BaseMessage]) -> int:
@@ -126,12 +118,17 @@ def compacted_messages(
     return [messages[0], HumanMessage(text), *kept]
 
 
+def replacing(compacted: list[BaseMessage], new: list[BaseMessage]) -> list[Any]:
+    """A ``messages`` update replacing the history with ``compacted``, then adding ``new``."""
+    return [RemoveMessage(id=REMOVE_ALL_MESSAGES), *compacted, *new]
+
+
 def compact(
     run: Run, iteration: int, messages: Sequence[BaseMessage], root: Any, sub: Any
 ) -> Generator[Step, Any, tuple[list[BaseMessage] | None, Usage]]:
     """A node-body step: the compacted conversation (None when not needed) and the usage of
     the summary call. Yields the hidden variables block and the sub-model call."""
-    window = window_tokens(run.ctx.context_window_tokens, root)
+    window = window_of(run.ctx.window_tokens, root)
     if not needs_compaction(messages, window):
         return None, empty_usage()
     began = time.monotonic()
@@ -170,6 +167,7 @@ __all__ = [
     "compacted_messages",
     "estimate_tokens",
     "needs_compaction",
+    "replacing",
     "summary_request",
-    "window_tokens",
+    "window_of",
 ]

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 SandboxMode = Literal["process", "strict"]
 PromptStyle = Literal["auto", "full", "compact"]
+Strategy = Literal["auto", "rlm", "direct"]
 
 Check = tuple[Callable[[Any], bool], str]
 
@@ -97,6 +98,21 @@ class Context:
         "or any model tagged 'rlm:small-model'), full otherwise.",
         _one_of("auto", "full", "compact"),
     )
+    strategy: Strategy = setting(
+        "auto",
+        "'rlm': the REPL loop; 'direct': one call with the whole payload in the prompt; "
+        "'auto': direct when the payload fits the root model's window with room to spare "
+        "(a third of it), the loop otherwise (and always when the window is unknown).",
+        _one_of("auto", "rlm", "direct"),
+    )
+    window_tokens: int | None = setting(
+        None,
+        "Context window of the root model in tokens, for the direct strategy, for what the "
+        "prompt says llm_query can read and for history compaction (past 75% of it, older "
+        "iterations are replaced by a summary). Empty = from the model's profile (the local "
+        "model reports its server's RLM_LOCAL_CTX), else unknown (no compaction).",
+        _at_least(256, optional=True),
+    )
     sandbox: SandboxMode = setting(
         "process",
         "'process': isolated worker subprocess; 'strict': additionally bubblewrap/landlock "
@@ -139,14 +155,6 @@ class Context:
         _at_least(1),
     )
 
-    context_window_tokens: int | None = setting(
-        None,
-        "Tokens of the root model's window: past 75% of it, older iterations of a run's history "
-        "are replaced by a summary (written by the sub-model). Empty = the model's own (the "
-        "local model's RLM_LOCAL_CTX, or its LangChain profile's max_input_tokens), else no "
-        "compaction.",
-        _at_least(256, optional=True),
-    )
     follow_up_ttl: float = setting(
         1800.0,
         "With a checkpointer and a thread_id: seconds a thread's REPL is kept after a question, "

@@ -49,6 +49,7 @@ class RunStartEvent(BaseEvent):
     query: str
     context_type: str
     context_chars: int
+    strategy: Literal["rlm", "direct"]
 
 
 class ModelReplyEvent(BaseEvent):

@@ -146,10 +146,12 @@ class FollowUps:
         self.sessions = ThreadSessions()
 
     def begin(
-        self, run: Any, state: Mapping[str, Any], config: RunnableConfig, has_checkpointer: bool
+        self, run: Any, state: Mapping[str, Any], config: RunnableConfig, graph: Any
     ) -> FollowUp | None:
-        """Attach the thread's parked sandbox to ``run``; None when this run has no thread."""
-        run.thread_id = thread_of(config, has_checkpointer, run.info.depth, run.ctx.follow_up_ttl)
+        """Attach the thread's parked sandbox to ``run`` (a run of ``graph``); None when this
+        run has no thread (no checkpointer, no ``thread_id``, a child, or follow-ups off)."""
+        saver = getattr(graph, "checkpointer", None) not in (None, False)
+        run.thread_id = thread_of(config, saver, run.info.depth, run.ctx.follow_up_ttl)
         if run.thread_id is None:
             return None
         from rlm_graph import prompts  # lazy: prompts imports describe, not this module

@@ -15,14 +15,14 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from rlm_graph.answers import AnswerSchema
 from rlm_graph.context import context_class_with_defaults
 from rlm_graph.executor import ExecutorFactory, sandbox_executor
+from rlm_graph.extras import Extras
 from rlm_graph.model_choice import ModelChoice
 from rlm_graph.nodes import Loop
 from rlm_graph.state import InputState, OutputState, State, typed_output_state
 from rlm_graph.steps import LoopNode
-from rlm_graph.tools import ToolLike, to_tools
+from rlm_graph.tools import ToolLike
 
 Graph = CompiledStateGraph[Any, Any, Any, Any]
 
@@ -61,7 +61,6 @@ def build_graph(
         if isinstance(value, str):
             settings[name] = value
     context_cls = context_class_with_defaults(settings)
-    schema = AnswerSchema(output_schema) if output_schema is not None else None
     loop = Loop(
         context_cls=context_cls,
         models=ModelChoice(
@@ -69,14 +68,13 @@ def build_graph(
             sub_model if isinstance(sub_model, BaseChatModel) else None,
         ),
         executor_factory=executor or sandbox_executor,
-        tools=to_tools(tools),
-        child_tools=None if child_tools is None else to_tools(child_tools, "child_tools"),
-        answer_schema=schema,
+        extras=Extras.build(tools, child_tools, output_schema),
     )
 
     def node(name: str) -> LoopNode:
         return LoopNode(name, getattr(loop, name), loop.release)
 
+    schema = loop.extras.answer_schema
     builder: StateGraph[Any, Any, Any, Any] = StateGraph(
         State,
         context_schema=context_cls,

@@ -316,5 +316,10 @@ def _local(path: str | None, tags: list[str]) -> BaseChatModel:
         max_retries=1,
         # Small model: the graph gives it the compact prompt and 2,000-char observations.
         tags=[*tags, SMALL_MODEL_TAG],
+        # Each of the server's parallel sequences gets ctx/parallel tokens: what one call reads.
+        profile={
+            "max_input_tokens": settings.ctx // max(1, settings.parallel),
+            "max_output_tokens": settings.max_tokens,
+        },
     )
     return model

@@ -16,40 +16,46 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.messages import HumanMessage, RemoveMessage
-from langchain_core.tools import BaseTool
+from langchain_core.messages import HumanMessage
 from langgraph.config import get_config
 from langgraph.errors import GraphBubbleUp
-from langgraph.graph.message import REMOVE_ALL_MESSAGES
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import get_runtime
 from langgraph.types import Command
 
 from rlm_graph import prompts
-from rlm_graph.answers import AnswerSchema, accept, invalid_answer_message
+from rlm_graph.answers import accept, invalid_answer_message
 from rlm_graph.budget import BudgetExhausted
-from rlm_graph.compaction import compact
+from rlm_graph.compaction import compact, replacing
 from rlm_graph.context import Context, resolve_context
 from rlm_graph.describe import payload_chars, payload_type
 from rlm_graph.events import preview
 from rlm_graph.executor import Executor, ExecutorFactory, ExecutorSpec
+from rlm_graph.extras import Extras
 from rlm_graph.followups import FollowUps, HandlerBinding
 from rlm_graph.host_functions import HostFunctions
 from rlm_graph.inputs import validate_input
 from rlm_graph.model_calls import message_text
 from rlm_graph.model_choice import ModelChoice
-from rlm_graph.model_profile import default_output_chars, use_compact_prompt
+from rlm_graph.model_profile import (
+    default_output_chars,
+    readable_chars,
+    use_compact_prompt,
+    window_tokens,
+)
+from rlm_graph.repl_helpers import prelude
 from rlm_graph.runs import Run, RunTable, current_iteration, new_id
 from rlm_graph.state import BlockResult, State, Usage, add_usage
 from rlm_graph.steps import ModelCall, RunBlock, Step
-from rlm_graph.tools import ToolRunner, declared, prompt_lines, tools_for_depth
 from rlm_graph.updates import (
     answer_update,
+    direct_state,
     fresh_state,
+    goes_direct,
     last_output,
     output_chars,
     record_result,
@@ -72,22 +78,9 @@ class Loop:
     runs: RunTable = field(default_factory=RunTable)
     #: The compiled graph these nodes belong to (set by ``build_graph``): ``rlm_query`` runs it.
     graph: CompiledStateGraph[Any, Any, Any, Any] | None = None
-    #: The root's tools by name, and the children's (None: the same).
-    tools: Mapping[str, BaseTool] = field(default_factory=dict)
-    child_tools: Mapping[str, BaseTool] | None = None
-
-    #: What the root's answer must match (``build_graph(output_schema=...)``); children answer
-    #: their parent in text.
-    answer_schema: AnswerSchema | None = None
+    #: Tools and answer schema (``build_graph(tools=..., output_schema=...)``).
+    extras: Extras = field(default_factory=Extras)
     follow_ups: FollowUps = field(default_factory=FollowUps)
-
-    def schema_of(self, run: Run) -> AnswerSchema | None:
-        """The answer schema of a run: the graph's at the root, none below."""
-        return self.answer_schema if run.info.depth == 0 else None
-
-    def tools_of(self, run: Run) -> Mapping[str, BaseTool]:
-        """The tools of a run at its depth."""
-        return tools_for_depth(run.info.depth, self.tools, self.child_tools)
 
     # ---- what every node needs ----------------------------------------------------------
 
@@ -127,23 +120,26 @@ class Loop:
         config = get_config()
         run_id = (config.get("configurable") or {}).get("rlm_run_id") or new_id()
         run = self.runs.open(run_id, config, ctx)
-        assert self.graph is not None, "Loop.graph is set by build_graph"
-        follow = self.follow_ups.begin(
-            run, state, config, self.graph.checkpointer not in (None, False)
-        )
+        follow = self.follow_ups.begin(run, state, config, self.graph)
         update: dict[str, Any] = follow.update if follow else {}
         if payload is None or isinstance(payload, tuple):
             # The query is the payload when none is given; a tuple is stored as the list it
             # reads as. Otherwise "context" is not rewritten: a checkpointer would store it again.
             payload = query if payload is None else list(payload)
             update["context"] = payload
+        chars = payload_chars(payload)
+        direct = goes_direct(ctx.strategy, chars, ctx.window_tokens or window_tokens(root_model))
         run.emit(
             "run_start",
             0,
             query=preview(query),
             context_type=payload_type(payload),
-            context_chars=payload_chars(payload),
+            context_chars=chars,
+            strategy="direct" if direct else "rlm",
         )
+        if direct:
+            return {**update, **direct_state(run.info.run_id, query, payload)}
+        compact = use_compact_prompt(ctx.prompt_style, root_model)
         system = prompts.system_prompt(
             depth=run.info.depth,
             max_depth=ctx.max_depth,
@@ -151,12 +147,19 @@ class Loop:
             max_output_chars=output_chars(ctx),
             max_concurrency=ctx.max_concurrency,
             remaining=run.budget.remaining(),
-            compact=use_compact_prompt(ctx.prompt_style, root_model),
-            tools=prompt_lines(self.tools_of(run)),
-            answer_schema=schema.prompt_text() if (schema := self.schema_of(run)) else None,
+            compact=compact,
+            sub_chars=self.sub_chars(ctx),
+            **self.extras.prompt_args(run),
         )
+        # A small model's guessed answer is questioned once (the compact prompt's audience).
         user = follow.user_prompt if follow else None
-        return {**update, **fresh_state(run.info.run_id, system, query, payload, user)}
+        fresh = fresh_state(run.info.run_id, system, query, payload, user, check_answers=compact)
+        return {**update, **fresh}
+
+    def sub_chars(self, ctx: Context) -> int:
+        """Characters ``llm_query`` can be given: from the sub-model's window, else the
+        ``window_tokens`` setting, else a generous default."""
+        return readable_chars(window_tokens(self.models.sub(ctx)) or ctx.window_tokens)
 
     def think(self, state: State) -> Body:
         """Ask the root model for the next step."""
@@ -176,13 +179,9 @@ class Loop:
         seconds = time.monotonic() - began
         update = reply_update(run, state, iteration, text, add_usage(usage, spent), seconds)
         if compacted is not None:
-            update["messages"] = [
-                RemoveMessage(id=REMOVE_ALL_MESSAGES),
-                *compacted,
-                *update["messages"],
-            ]
+            update["messages"] = replacing(compacted, update["messages"])
         if "answer" in update:
-            update = accept(self.schema_of(run), update)
+            update = accept(self.extras.schema_of(run), update)
         return route_after_think(update)
 
     def execute(self, state: State) -> Body:
@@ -191,7 +190,10 @@ class Loop:
         iteration = state["iterations"]
         token = current_iteration.set(iteration)  # for events from the handler threads
         try:
+            fresh = run.executor is None
             executor = self.executor_of(run, state)
+            if fresh:  # grep() and chunks() in the REPL before the model's first block
+                yield RunBlock(executor, prelude(self.sub_chars(run.ctx)))
             if run.setup:  # a follow-up's new query and context (rlm_graph.followups)
                 setup, run.setup = run.setup, None
                 yield RunBlock(executor, setup)
@@ -214,7 +216,7 @@ class Loop:
         errors = state.get("answer_errors")
         if done is not None:
             accepted = accept(
-                self.schema_of(run), {"answer": done, "stopped_reason": "final_answer"}
+                self.extras.schema_of(run), {"answer": done, "stopped_reason": "final_answer"}
             )
             if "answer" in accepted:
                 return route_after_observe({**accepted, "results": []})
@@ -222,7 +224,7 @@ class Loop:
         if errors:
             message = invalid_answer_message(errors, state["iterations"], run.ctx.max_iterations)
         elif not state["code_blocks"]:
-            message = prompts.CORRECTION
+            message = state.get("feedback") or prompts.CORRECTION
         else:
             message = prompts.observation(
                 results,
@@ -257,7 +259,7 @@ class Loop:
                 reply = yield ModelCall(run.budget, model, [*state["messages"], ask])
             except BudgetExhausted:
                 reply = None
-        update = answer_update(run, state, ask, reply, self.schema_of(run))
+        update = answer_update(run, state, ask, reply, self.extras.schema_of(run))
         update.update(self.follow_ups.end(run, state, update["answer_text"]))
         self.runs.close(run.info.run_id)
         return update
@@ -267,18 +269,14 @@ class Loop:
     def handlers_of(self, run: Run) -> dict[str, Any]:
         """The host functions serving ``run``'s code (re-bound to a follow-up's run)."""
         assert self.graph is not None, "Loop.graph is set by build_graph"
-        handlers = HostFunctions(run, self.graph, lambda: self.models.sub(run.ctx)).as_dict()
-        tools = self.tools_of(run)
-        if tools:
-            handlers["call_tool"] = ToolRunner(run, tools).call_tool
-        return handlers
+        host = HostFunctions(run, self.graph, lambda: self.models.sub(run.ctx))
+        return {**host.as_dict(), **self.extras.tool_handlers(run)}
 
     def executor_of(self, run: Run, state: State) -> Executor:
         """The run's executor, started on its first block; its block time is capped by the
         tree's deadline (at least 1 s, so the block can still report)."""
         if run.executor is None:
             run.binding = HandlerBinding(self.handlers_of, run)
-            tools = self.tools_of(run)
             spec = ExecutorSpec(
                 payload=state["context"],
                 query=state["query"],
@@ -288,7 +286,7 @@ class Loop:
                 max_output_chars=output_chars(run.ctx),
                 max_concurrency=run.ctx.max_concurrency,
                 passthrough_exceptions=(GraphBubbleUp,),
-                tools=declared(tools),
+                tools=self.extras.declared(run),
             )
             run.executor = self.executor_factory(spec)
         left = run.budget.remaining()["seconds"]

@@ -100,3 +100,12 @@ class State(InputState, OutputState):
     premature_answer: str | None
     results: list[BlockResult]
     best_answer: str | None
+    #: What observe tells the model about its last reply instead of the generic correction
+    #: (a placeholder answer, an answer no output showed).
+    feedback: NotRequired[str | None]
+    #: Whether a short Final Answer that no output showed is questioned once (small models),
+    #: and whether the run already did.
+    check_answers: NotRequired[bool]
+    answer_checked: NotRequired[bool]
+    #: The direct strategy: one call with the whole payload, no REPL.
+    direct: NotRequired[bool]

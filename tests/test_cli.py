@@ -205,7 +205,11 @@ def test_strict_sandbox_unavailable_is_a_usage_error(
     tripwire: tuple[str, Path], tmp_path: Path
 ) -> None:
     spec, mark = tripwire
-    proc = run("q", "--model", spec, "--sandbox", "strict", cwd=tmp_path, PATH=str(tmp_path))
+    # No bwrap on PATH, and the bundled one ruled out: strict mode cannot run.
+    proc = run(
+        "q", "--model", spec, "--sandbox", "strict", cwd=tmp_path, PATH=str(tmp_path),
+        RLM_GRAPH_BWRAP="system",
+    )  # fmt: skip
     _one_line_error(proc, 2, "strict sandbox unavailable")
     assert not mark.exists()
 

@@ -8,7 +8,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage
 
 from rlm_graph import build_graph
-from rlm_graph.compaction import SUMMARY_MARK, estimate_tokens, window_tokens
+from rlm_graph.compaction import SUMMARY_MARK, estimate_tokens, window_of
 from tests.fakes import FakeChatModel, code, is_subcall, text_of
 
 WINDOW = 2000
@@ -38,7 +38,7 @@ def _long_run_model() -> FakeChatModel:
 
 def test_long_run_is_compacted_and_still_answers() -> None:
     model = _long_run_model()
-    graph = build_graph(model=model, context_window_tokens=WINDOW, max_iterations=20)
+    graph = build_graph(model=model, window_tokens=WINDOW, strategy="rlm", max_iterations=20)
     evs: list[dict[str, Any]] = []
     out: dict[str, Any] = {}
     for mode, chunk in graph.stream({"query": "sum"}, stream_mode=["custom", "values"]):
@@ -70,21 +70,14 @@ def test_no_window_no_compaction() -> None:
     assert all(not is_subcall(p) for p in model.prompts)
 
 
-def test_window_from_the_model() -> None:
-    class Local:
-        ctx, parallel = 8192, 2
-
-    class WithLocal:
-        local_settings = Local()
-
+def test_window_from_the_setting_or_the_model_profile() -> None:
     class WithProfile:
         def __init__(self) -> None:
             self.profile = {"max_input_tokens": 128_000}
 
-    assert window_tokens(None, WithLocal()) == 4096
-    assert window_tokens(None, WithProfile()) == 128_000
-    assert window_tokens(3000, WithProfile()) == 3000
-    assert window_tokens(None, object()) is None
+    assert window_of(None, WithProfile()) == 128_000
+    assert window_of(3000, WithProfile()) == 3000
+    assert window_of(None, object()) is None
 
 
 def test_trace_progress_and_viewer_show_compactions_and_tool_calls(tmp_path: Any) -> None:
@@ -110,7 +103,7 @@ def test_trace_progress_and_viewer_show_compactions_and_tool_calls(tmp_path: Any
         return reply.replace("print(", "double(1); print(", 1) if "print(" in reply else reply
 
     model.respond = with_tool
-    graph = build_graph(model=model, tools=[double], context_window_tokens=WINDOW)
+    graph = build_graph(model=model, tools=[double], window_tokens=WINDOW, strategy="rlm")
     builder, lines = TraceBuilder(), io.StringIO()
     progress = PlainProgress(builder, lines)
     path = tmp_path / "trace.jsonl"

@@ -22,15 +22,16 @@ from typing import Any
 import pytest
 from langchain_core.messages import BaseMessage
 
-from benchmarks.longctx.cli import main
+from benchmarks.longctx.cli import main, parser
 from benchmarks.longctx.codeqa import HEADER, Facts
 from benchmarks.longctx.families import FAMILIES, make_task
 from benchmarks.longctx.records import PHRASES
+from benchmarks.longctx.rlms_system import rlms_request
 from benchmarks.longctx.runner import read_rows, run_suite
 from benchmarks.longctx.scoring import items, numbers, pairs_in, score
 from benchmarks.longctx.summary import markdown, plot
 from benchmarks.longctx.systems import Settings, bare_prompt
-from benchmarks.longctx.tasks import DEV_SEEDS, TEST_SEEDS, fingerprint, parse_size, split_of
+from benchmarks.longctx.tasks import DEV_SEEDS, TEST_SEEDS, Task, fingerprint, parse_size, split_of
 from tests.fakes import FakeChatModel, code, final, is_subcall, last_text, question, text_of, turn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,6 +87,8 @@ def test_parse_size() -> None:
     ]  # fmt: skip
     with pytest.raises(ValueError, match="bad size"):
         parse_size("8 gigs")
+    with pytest.raises(ValueError, match="too small"):
+        make_task("niah_single", 7999, 0)
 
 
 # ---- generators: gold recomputed independently -----------------------------------------------
@@ -317,6 +320,13 @@ def test_score_set_and_items() -> None:
     assert score("set", "ABCDE, FGHIJ and KLMNO", ["ABCDE", "FGHIJ"]) == pytest.approx(0.8)
     assert score("set", "abcde", ["ABCDE", "FGHIJ"]) == pytest.approx(2 / 3)
     assert score("set", "", ["ABCDE"]) == 0.0
+    assert score("set", "The variables are ABCDE, FGHIJ.", ["ABCDE", "FGHIJ"]) == 1.0
+    assert score("set", "ABCDE or FGHIJ", ["ABCDE", "FGHIJ"]) == 0.0
+    values = ["1824511", "2617641"]
+    assert score("set", "The numbers are 1824511 and 2,617,641.", values) == 1.0
+    assert score("set", "1824511", values) == pytest.approx(2 / 3)
+    q = "Which variables equal 80837?"
+    assert score("set", "Equal to 80837: ABCDE", ["ABCDE"], query=q) == 1.0
 
 
 def test_score_pairs() -> None:
@@ -398,6 +408,38 @@ def test_bare_system_cuts_to_the_window_and_marks_the_cut() -> None:
     assert (full_row["score"], full_row["extra"]["cut"]) == (1.0, False)
 
 
+def test_bare_system_retries_a_shorter_cut_when_the_prompt_is_too_long() -> None:
+    def strict_window(messages: list[BaseMessage]) -> str:
+        prompt = text_of(messages[-1])
+        if "boom" in prompt:
+            raise ValueError("rate limited")
+        if len(prompt) > 10_000:
+            raise ValueError("the request exceeds the available context size (n_ctx)")
+        return "I cannot tell."
+
+    task = make_task("codeqa", 60_000, 0)
+    model = FakeChatModel(respond=strict_window)
+    row = next(run_suite([task], ["bare"], model, Settings(window_tokens=4000)))
+    assert row["error"] is None and row["calls"] == 2
+    assert row["extra"]["window_scale"] == 0.75 and row["extra"]["cut"] is True
+    assert row["extra"]["prompt_chars"] <= 10_000
+    other = Task("niah_single", 8000, 0, "boom?", "x" * 50_000, "1", "exact")
+    row = next(run_suite([other], ["bare"], model, Settings(window_tokens=4000)))
+    assert row["calls"] == 1 and "rate limited" in row["error"]
+
+
+def test_rlms_request_mirrors_the_graph_settings() -> None:
+    task = make_task("niah_single", 8000, 0)
+    settings = Settings(max_depth=0, max_iterations=4, max_seconds=9.0, window_tokens=1000)
+    small = rlms_request(task, {"base_url": "u"}, True, settings)
+    # Graph max_depth 0 (rlm_query answered by a plain call) is rlms max_depth 1.
+    assert small["max_depth"] == 1 and small["max_iterations"] == 4
+    assert small["max_seconds"] == 9.0 and small["sub_window_chars"] == 3500
+    assert small["orchestrator"] is False and small["context"] == task.context
+    large = rlms_request(task, {"base_url": "u"}, False, settings)
+    assert large["orchestrator"] is True and large["sub_window_chars"] is None
+
+
 def test_rlms_with_a_model_that_has_no_server_is_an_error_row() -> None:
     task = make_task("niah_single", 8000, 0)
     row = next(run_suite([task], ["rlms"], FakeChatModel(respond=bare_reader), Settings()))
@@ -411,14 +453,22 @@ class _Scripted(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         server: Any = self.server
         server.requests.append(body)
+        roles = [m["role"] for m in body["messages"]]
+        if roles[-2:] == ["assistant", "assistant"]:  # llama.cpp's server refuses this
+            self._send(400, {"error": {"message": "Cannot have 2 or more assistant messages"}})
+            return
         reply = server.script[min(len(server.requests) - 1, len(server.script) - 1)]
-        data = json.dumps({
+        data = {
             "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
             "choices": [{"index": 0, "finish_reason": "stop",
                          "message": {"role": "assistant", "content": reply}}],
             "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110},
-        }).encode()  # fmt: skip
-        self.send_response(200)
+        }  # fmt: skip
+        self._send(200, data)
+
+    def _send(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -428,40 +478,69 @@ class _Scripted(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="rlms needs Python >= 3.11")
-@pytest.mark.parametrize("small", [False, True])
-def test_rlms_system_runs_the_reference_over_loopback_http(small: bool) -> None:
+@pytest.fixture
+def scripted_server() -> Iterator[Any]:
+    """A loopback OpenAI-compatible server; set ``.script`` to its replies."""
+    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
+    server.requests, server.script = [], ["no script"]
+    server.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _openai_chat(url: str, small: bool) -> Any:
     from langchain_openai import ChatOpenAI
 
+    chat = ChatOpenAI(model="m", base_url=url, api_key="k", temperature=0, max_tokens=64)  # type: ignore[arg-type,call-arg]
+    chat.tags = ["rlm:small-model"] if small else []
+    return chat
+
+
+needs_rlms = pytest.mark.skipif(sys.version_info < (3, 11), reason="rlms needs Python >= 3.11")
+
+
+@needs_rlms
+@pytest.mark.parametrize("small", [False, True])
+def test_rlms_system_runs_the_reference_over_loopback_http(
+    small: bool, scripted_server: Any
+) -> None:
     task = make_task("niah_single", 20_000, 1)
     key = task.meta["key"]
     repl = (
         "```repl\nimport re\nm = re.search(r'numbers for " + key + r" is: (\d+)'"
         ", context)\nanswer['content'] = m.group(1)\nanswer['ready'] = True\n```"
     )
-    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
-    server.requests, server.script = [], ["Let me look.\n" + repl]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-        chat = ChatOpenAI(model="m", base_url=url, api_key="k", temperature=0, max_tokens=64)  # type: ignore[arg-type,call-arg]
-        chat.tags = ["rlm:small-model"] if small else []
-        settings = Settings(max_seconds=60, keep_messages=True)
-        row = next(run_suite([task], ["rlms"], chat, settings))
-    finally:
-        server.shutdown()
+    scripted_server.script = ["Let me look.\n" + repl]
+    settings = Settings(max_seconds=60, keep_messages=True)
+    row = next(run_suite([task], ["rlms"], _openai_chat(scripted_server.url, small), settings))
     assert row["error"] is None, row["error"]
-    assert row["score"] == 1.0 and row["answer"] == task.gold, (row, len(server.requests))
+    assert row["score"] == 1.0 and row["answer"] == task.gold
     assert row["calls"] >= 1 and row["tokens"] >= 110
     trace = row["extra"]["messages"]
     assert row["extra"]["iterations"] == len(trace) >= 1 and "```repl" in trace[-1]["response"]
-    first = server.requests[0]
+    first = scripted_server.requests[0]
     assert first["temperature"] == 0 and first["max_completion_tokens"] == 64
     assert task.context not in json.dumps(first)  # the input stays in the REPL
     system = first["messages"][0]["content"]
     # Small model: its real window (8192 tokens x 3.5 chars), the fence note, no orchestrator.
     assert ("≈ 28K chars" in system) is small and ("```repl fences" in system) is small
     assert ("act as an orchestrator" in system) is not small
+
+
+@needs_rlms
+def test_rlms_failure_is_an_error_row_with_what_is_known(scripted_server: Any) -> None:
+    # A model that never writes code: rlms runs out of iterations, and its fallback call
+    # (two trailing assistant messages) is refused as llama.cpp refuses it.
+    scripted_server.script = ["The magic number is 12345."]
+    task = make_task("niah_single", 8000, 0)
+    settings = Settings(max_iterations=2, max_seconds=60, keep_messages=True)
+    row = next(run_suite([task], ["rlms"], _openai_chat(scripted_server.url, True), settings))
+    assert row["answer"] is None and row["score"] == 0.0
+    assert "400" in row["error"] and "assistant messages" in row["error"]
+    assert row["calls"] == 2 and row["extra"]["usage_incomplete"] is True
+    assert [m["outputs"] for m in row["extra"]["messages"]] == [[], []]
 
 
 # ---- CLI and summary -------------------------------------------------------------------------
@@ -481,6 +560,12 @@ def test_cli_run_summarize_and_plot(tmp_path: Path, capsys: pytest.CaptureFixtur
     table = capsys.readouterr().out
     assert "### niah_single" in table and "| 16k | rlm | 2 |" in table
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_run_defaults_cover_the_whole_suite() -> None:
+    args = parser().parse_args(["run", "--model", "local", "--out", "o.jsonl"])
+    assert args.families == list(FAMILIES) and args.systems == ["rlm", "bare"]
+    assert args.sizes[0] == 8000 and args.sizes[-1] == 8_000_000 and args.split == "dev"
 
 
 def test_summary_means_and_medians() -> None:

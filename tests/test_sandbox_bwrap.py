@@ -82,3 +82,17 @@ def test_bad_choice_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(lookup.CHOICE_ENV, "fastest")
     with pytest.raises(SandboxError, match=r"RLM_GRAPH_BWRAP='fastest' is not one of"):
         strict.check_available()
+
+
+def test_a_failing_bwrap_is_named_in_the_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    if strict.userns_disabled_reason() is not None:
+        pytest.skip("the kernel forbids user namespaces here")
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: no permission' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv(lookup.CHOICE_ENV, "system")
+    with pytest.raises(SandboxError, match=rf"\(bwrap: {fake}, system\)"):
+        strict.check_available()

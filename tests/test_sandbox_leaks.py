@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from rlm_graph.sandbox import Sandbox, strict
-from rlm_graph.sandbox.cgroup import PidsCgroup
+from rlm_graph.sandbox.cgroup import MemoryCgroup, PidsCgroup
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -54,7 +54,9 @@ print(any(_alive(p) for p in PIDS))
 
 
 def _no_cgroup(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Neither kind: killing a cgroup's processes at close would hide what the zygote does.
     monkeypatch.setattr(PidsCgroup, "create", classmethod(lambda cls, *a, **k: None))
+    monkeypatch.setattr(MemoryCgroup, "create_memory", classmethod(lambda cls, *a, **k: None))
 
 
 @pytest.fixture(
@@ -112,7 +114,7 @@ def test_daemon_dies_at_close_without_a_pids_cgroup(monkeypatch: pytest.MonkeyPa
     res = sb.run(START_DAEMON)
     assert res.error is None, res.error
     pids = [int(p) for p in res.output.split()]
-    assert sb._res.cgroup is None
+    assert sb._res.cgroup is None and sb._res.memory is None
     sb.close()
     deadline = time.monotonic() + 5
     while any(_host_alive(p) for p in pids) and time.monotonic() < deadline:
@@ -124,9 +126,10 @@ HOST_SCRIPT = """
 import json, sys, time
 sys.path.insert(0, {repo!r})
 from rlm_graph.sandbox import Sandbox
-from rlm_graph.sandbox.cgroup import PidsCgroup
+from rlm_graph.sandbox.cgroup import MemoryCgroup, PidsCgroup
 if {no_cgroup!r}:
     PidsCgroup.create = classmethod(lambda cls, *a, **k: None)
+    MemoryCgroup.create_memory = classmethod(lambda cls, *a, **k: None)
 sb = Sandbox("x")
 res = sb.run({code!r})
 assert res.error is None, res.error

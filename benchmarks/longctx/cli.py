@@ -78,21 +78,32 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--size", required=True, type=parse_size)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", type=Path, help="write the input text here")
-    r = sub.add_parser("run", help="run systems on tasks, append JSONL rows")
+    r = sub.add_parser(
+        "run",
+        help="run systems on tasks, append JSONL rows",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     r.add_argument("--model", required=True, help="model spec: local, groq/..., openai/..., ...")
-    r.add_argument("--systems", type=systems_arg, default=["rlm", "bare"])
-    r.add_argument("--families", type=families_arg, default=list(FAMILIES))
-    r.add_argument("--sizes", type=sizes_arg, default=sizes_arg(DEFAULT_SIZES))
-    r.add_argument("--split", choices=sorted(SPLITS), default="dev")
+    r.add_argument("--systems", type=systems_arg, default="rlm,bare", help="rlm,bare,rlms")
+    r.add_argument("--families", type=families_arg, default="all", help="comma list, or all")
+    r.add_argument("--sizes", type=sizes_arg, default=DEFAULT_SIZES, help="characters")
+    r.add_argument("--split", choices=sorted(SPLITS), default="dev", help="declared seeds")
     r.add_argument("--seeds", type=seeds_arg, help="explicit seeds (overrides --split)")
-    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--out", type=Path, required=True, help="JSONL file, appended")
     r.add_argument("--resume", action="store_true", help="skip (task, system) rows in --out")
     d = Settings()
-    r.add_argument("--max-iterations", type=int, default=d.max_iterations)
-    r.add_argument("--max-seconds", type=float, default=d.max_seconds, help="per task")
-    r.add_argument("--max-llm-calls", type=int, default=d.max_llm_calls)
-    r.add_argument("--max-depth", type=int, default=d.max_depth)
-    r.add_argument("--exec-timeout", type=float, default=d.exec_timeout)
+    r.add_argument("--max-iterations", type=int, default=d.max_iterations, help="rlm and rlms")
+    r.add_argument(
+        "--max-seconds", type=float, default=d.max_seconds, help="per task, rlm and rlms"
+    )
+    r.add_argument("--max-llm-calls", type=int, default=d.max_llm_calls, help="rlm only")
+    r.add_argument(
+        "--max-depth",
+        type=int,
+        default=d.max_depth,
+        help="recursion depth as the graph counts it (rlms is given one more: the same tree)",
+    )
+    r.add_argument("--exec-timeout", type=float, default=d.exec_timeout, help="rlm, per block")
     r.add_argument(
         "--window-tokens",
         type=int,

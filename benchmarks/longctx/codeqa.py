@@ -58,6 +58,15 @@ def source_files(tree: Tree) -> list[tuple[str, Path]]:
     return sorted(rows)
 
 
+def _larger_than(files: list[tuple[str, Path]], size: int) -> bool:
+    total = 0
+    for _, path in files:
+        total += path.stat().st_size
+        if total > size:
+            return True
+    return False
+
+
 def _select(rng: random.Random, files: list[tuple[str, Path]], size: int) -> dict[str, str]:
     order = list(range(len(files)))
     rng.shuffle(order)
@@ -89,10 +98,10 @@ def payload(files: dict[str, str]) -> str:
 def codeqa(size: int, seed: int) -> Task:
     """One question over seeded whole files of one installed tree; type cycles with the seed."""
     rng = random.Random(f"codeqa/{size}/{seed}")
-    all_trees = trees()
-    sized = [t for t in all_trees if sum(f.stat().st_size for _, f in source_files(t)) > size]
-    tree = rng.choice(sized or all_trees[:1])
-    files = _select(rng, source_files(tree), size)
+    listing = {tree: source_files(tree) for tree in trees()}
+    sized = [t for t, fs in listing.items() if _larger_than(fs, size)]
+    tree = rng.choice(sized or list(listing)[:1])
+    files = _select(rng, listing[tree], size)
     facts = Facts.collect(files)
     start = seed % len(QUESTION_TYPES)
     for step in range(len(QUESTION_TYPES)):

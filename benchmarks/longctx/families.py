@@ -13,6 +13,7 @@ from benchmarks.longctx.tasks import Task
 from benchmarks.longctx.vartrack import variable_tracking
 
 Generator = Callable[[int, int], Task]
+MIN_SIZE = 8_000  # smaller inputs cannot hold every family's questions (e.g. two code files)
 
 FAMILIES: MappingProxyType[str, Generator] = MappingProxyType(
     {
@@ -28,11 +29,13 @@ FAMILIES: MappingProxyType[str, Generator] = MappingProxyType(
 
 
 def make_task(family: str, size: int, seed: int) -> Task:
-    """Generate one task; a one-line error names the known families."""
+    """Generate one task; a one-line error names an unknown family or a too-small size."""
     try:
         generator = FAMILIES[family]
     except KeyError:
         raise ValueError(f"unknown family {family!r}: choose from {', '.join(FAMILIES)}") from None
+    if size < MIN_SIZE:
+        raise ValueError(f"size {size} is too small: the smallest input is {MIN_SIZE:,} characters")
     return generator(size, seed)
 
 

@@ -73,11 +73,16 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         result = rlm.completion(request["context"], root_prompt=request["query"])
     except Exception as exc:
         partial = getattr(exc, "partial_answer", None)
+        steps = trace(logger.get_trajectory(), request.get("keep_messages", False))
         return {
             "answer": partial,
+            # rlms' usage totals are lost with the exception: the root calls that answered are
+            # known (one per iteration), sub-calls and tokens are not.
+            "calls": steps["iterations"],
+            "usage_incomplete": True,
             "seconds": time.perf_counter() - start,
             "error": f"{type(exc).__name__}: {str(exc).strip()[:300]}",
-            **trace(logger.get_trajectory(), request.get("keep_messages", False)),
+            **steps,
         }
     usage = result.usage_summary.model_usage_summaries.values()
     return {

@@ -96,7 +96,9 @@ def rlms_request(task: Task, backend: dict[str, Any], small: bool, settings: Set
         "query": task.query,
         "context": task.context,
         "backend_kwargs": backend,
-        "max_depth": settings.max_depth,
+        # rlms counts the root as depth 0 and answers plainly at depth >= max_depth; the graph
+        # answers plainly past max_depth. The same recursion needs one more in rlms.
+        "max_depth": settings.max_depth + 1,
         "max_iterations": settings.max_iterations,
         "max_seconds": settings.max_seconds,
         "sub_window_chars": window,
@@ -139,7 +141,7 @@ def rlms_system(model: str | BaseChatModel, settings: Settings) -> System:
 
 
 def _trace(result: dict[str, Any]) -> dict[str, Any]:
-    return {k: result[k] for k in ("iterations", "messages") if k in result}
+    return {k: result[k] for k in ("iterations", "messages", "usage_incomplete") if k in result}
 
 
 def run_child(request: dict[str, Any], settings: Settings) -> dict[str, Any]:

@@ -4,7 +4,7 @@
   equals the gold, or (for a number) when the answer's numbers are exactly ``{gold}``, or (for
   a word) when the gold is the only candidate word of the answer that matches.
 - ``number``: ``0.75 ** |answer - gold|`` (OOLONG), with the answer's first number.
-- ``set``: F1 between the answer's items and the gold items.
+- ``set``: F1 between the answer's items (its numbers, for numeric gold) and the gold items.
 - ``pairs``: F1 over unordered pairs of ids.
 - ``path``: 1.0 when the answer names the gold path (a ``./`` prefix, quotes or backticks
   allowed) and no other ``.py`` path.
@@ -110,10 +110,24 @@ def score_number(answer: str, gold: int | float, query: str = "") -> float:
     return float(0.75 ** abs(found[0] - float(gold)))
 
 
-def score_set(answer: str, gold: list[str]) -> float:
-    """F1 between answer items and gold items (case-insensitive)."""
-    predicted = {i.lower() for i in items(answer)}
-    return f1(predicted, {g.lower() for g in gold})
+def score_set(answer: str, gold: list[str], query: str = "") -> float:
+    """F1 between answer items and gold items (case-insensitive).
+
+    Numeric gold: the items are the answer's numbers (those repeated from ``query`` skipped).
+    Otherwise an item in prose ("The variables are ABCDE") counts as its one word that is a
+    gold item; an item naming two or more gold items, or none, stays as written (a miss).
+    """
+    wanted = {g.lower() for g in gold}
+    if wanted and all(re.fullmatch(r"-?\d+", g) for g in wanted):
+        asked = set(numbers(query))
+        found = {str(int(n)) for n in numbers(answer) if n == int(n) and n not in asked}
+        return f1(found, wanted)
+    predicted = set()
+    for item in items(answer):
+        item = item.lower()
+        words = {w for w in re.findall(r"[\w.]+", item) if w in wanted}
+        predicted.add(words.pop() if item not in wanted and len(words) == 1 else item)
+    return f1(predicted, wanted)
 
 
 def pairs_in(answer: str) -> set[frozenset[int]]:
@@ -164,7 +178,7 @@ def score(
     if kind == "number":
         return score_number(answer, gold, query)
     if kind == "set":
-        return score_set(answer, list(gold))
+        return score_set(answer, list(gold), query)
     if kind == "pairs":
         return score_pairs(answer, list(gold))
     if kind == "path":

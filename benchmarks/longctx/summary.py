@@ -76,6 +76,9 @@ def plot(rows: Sequence[dict[str, Any]], path: Path) -> None:
                 means = [cell_stats(grouped[(family, sz, system)])["score"] for sz in sizes]
                 ax.plot(sizes, means, marker="o", label=system)
         ax.set_xscale("log")
+        ticks = sorted({sz for f, sz, _ in grouped if f == family})
+        ax.set_xticks(ticks, [format_size(t) for t in ticks])
+        ax.minorticks_off()
         ax.set_ylim(-0.05, 1.05)
         ax.set_title(family)
         ax.set_xlabel("input size (characters)")

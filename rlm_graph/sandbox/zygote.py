@@ -80,15 +80,15 @@ class ZygoteHandle:
 
     @classmethod
     def fork_from_template(
-        cls, paths: list[str], *, scratch: str, cgroup: PidsCgroup | None
+        cls, paths: list[str], *, scratch: str, cgroups: list[PidsCgroup]
     ) -> tuple[ZygoteHandle, socket.socket]:
         """Like :meth:`spawn`, but forked from the shared warm template process."""
         log = new_log()
         with _closed_on_error(log), _socket_pairs() as (host_end, child_end, data_host, data_child):
             fds = (child_end.fileno(), data_child.fileno(), log.fileno())
             proc = spawn_zygote(paths, scratch, fds)
-            if cgroup is not None:
-                # Before it gets the payload, so before it can fork anything.
+            # Before it gets the payload, so before it can fork anything.
+            for cgroup in cgroups:
                 try:
                     cgroup.add(proc.pid)
                 except OSError:
@@ -129,6 +129,12 @@ class ZygoteHandle:
         workers' process groups: they were reparented to the zygote, which SIGKILL would orphan.
         """
         self.control.tell({"op": "shutdown"})
+
+    def set_cpu_budget(self, pid: int, seconds: float, what: str) -> None:
+        """Give worker ``pid`` ``seconds`` of CPU from now (``what``: "block" or "idle");
+        the zygote kills it past that. Sent without waiting for an answer."""
+        msg = {"op": "cpu_budget", "pid": pid, "seconds": seconds, "what": what, "noreply": True}
+        self.control.tell(msg)
 
     def kill(self) -> None:
         """SIGKILL the zygote (safe against pid reuse); its workers are killed separately."""

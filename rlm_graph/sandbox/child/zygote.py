@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import confine
+import cpu
 import frames
 import repl
 from tables import STR_KINDS
@@ -140,6 +141,7 @@ class ZygoteServer:
         self.statuses: dict[int, int] = {}
         self.workers: set[int] = set()
         self.preloaded = False
+        self.cpu = cpu.CpuBudgets()
 
     def reap(self) -> None:
         for pid, status in reap_children():
@@ -164,7 +166,12 @@ class ZygoteServer:
             lambda msg, fds: self.dispatch(str(msg.get("op")), msg, fds, context),
             on_eof=self.host_gone,
             after=self.preload_once,
+            poll=self.enforce_cpu_budgets,
         )
+
+    def enforce_cpu_budgets(self) -> None:
+        for pid in self.cpu.overspent():
+            self.killpg_unreaped(pid)
 
     def preload_once(self) -> None:
         if not self.preloaded:
@@ -178,6 +185,11 @@ class ZygoteServer:
     ) -> dict[str, Any]:
         if op == "fork":
             return {"ok": True, "pid": self.fork(msg, fds, context)}
+        if op == "cpu_budget":
+            pid = int(msg["pid"])
+            if pid in self.workers and pid not in self.statuses:
+                self.cpu.set(pid, float(msg["seconds"]), str(msg.get("what", "block")))
+            return {"ok": True}
         if op == "signal":
             pid = int(msg["pid"])
             if pid in self.workers and pid not in self.statuses:
@@ -188,11 +200,13 @@ class ZygoteServer:
             if pid in self.workers:
                 self.killpg_unreaped(pid)
                 status = self.wait_worker(pid)
+                self.cpu.forget(pid)
+                reason = self.cpu.reason(pid)
                 if msg.get("sweep", True):
                     # Descendants that left the group were reparented to us (the subreaper)
                     # when their parents died. Skipped when the host sweeps its cgroup itself.
                     kill_strays(keep=self.workers, reap=self.reap)
-                return {"ok": True, "status": status}
+                return {"ok": True, "status": status, "reason": reason}
             return {"ok": True, "status": None}
         if op == "kill_others":
             pid = int(msg["pid"])
@@ -275,6 +289,7 @@ class ZygoteServer:
         os.dup2(proto, PROTOCOL_FD)
         os.closerange(PROTOCOL_FD + 1, _max_fd())
         _set_limits(msg)
+        _prefer_for_oom_kill()
         os.chdir(self.args.scratch)
         sys.stdout = _line_stream(1)
         sys.stderr = _line_stream(2)
@@ -384,6 +399,16 @@ def _line_stream(fd: int) -> Any:
     return io.TextIOWrapper(
         io.BufferedWriter(raw), encoding="utf-8", errors="backslashreplace", line_buffering=True
     )
+
+
+def _prefer_for_oom_kill() -> None:
+    # When the sandbox's memory cgroup is full, the kernel should kill a worker (variables
+    # lost) rather than the zygote (payload reloaded). Raising one's own score needs no right.
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
+    except OSError:
+        pass
 
 
 def _set_limits(msg: dict[str, Any]) -> None:
@@ -521,9 +546,18 @@ def serve_requests(
     *,
     on_eof: Callable[[], None],
     after: Callable[[], None] | None = None,
+    poll: Callable[[], None] | None = None,
 ) -> None:
-    """Answer the host's requests (JSON, maybe with fds) on ``ctl`` until it hangs up."""
+    """Answer the host's requests (JSON, maybe with fds) on ``ctl`` until it hangs up.
+
+    A request with ``"noreply": true`` gets no answer (the host did not wait for one).
+    ``poll`` runs every ``cpu.POLL_SECONDS`` while no request comes.
+    """
     while True:
+        if poll is not None:
+            poll()
+            if not _readable(ctl, cpu.POLL_SECONDS):
+                continue
         try:
             data, fds, _flags, _addr = socket.recv_fds(ctl, CONTROL_MAX, 4)
         except OSError:
@@ -531,8 +565,10 @@ def serve_requests(
         if not data:
             on_eof()
             return
+        msg: Any = {}
         try:
-            reply = handle(json.loads(data), fds)
+            msg = json.loads(data)
+            reply = handle(msg, fds)
         except Exception as exc:  # report to the host, keep serving
             reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         finally:
@@ -541,9 +577,19 @@ def serve_requests(
                     os.close(fd)
                 except OSError:
                     pass
-        ctl.send(json.dumps(reply).encode())
+        if not (isinstance(msg, dict) and msg.get("noreply")):
+            ctl.send(json.dumps(reply).encode())
         if after is not None:
             after()
+
+
+def _readable(sock: socket.socket, timeout: float) -> bool:
+    import select
+
+    try:
+        return bool(select.select([sock], [], [], timeout)[0])
+    except InterruptedError:
+        return False
 
 
 def reap_children() -> list[tuple[int, int]]:
