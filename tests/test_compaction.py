@@ -9,6 +9,7 @@ from langchain_core.messages import BaseMessage
 
 from rlm_graph import build_graph
 from rlm_graph.compaction import SUMMARY_MARK, estimate_tokens, window_of
+from rlm_graph.events import EVENT_TYPES
 from tests.fakes import FakeChatModel, code, is_subcall, text_of
 
 WINDOW = 2000
@@ -50,6 +51,7 @@ def test_long_run_is_compacted_and_still_answers() -> None:
     compactions = [e for e in evs if e["event"] == "compaction"]
     assert compactions, "no compaction happened"
     first = compactions[0]
+    assert set(first) == set(EVENT_TYPES["compaction"].__required_keys__)
     assert first["tokens_after"] < first["tokens_before"] and first["window_tokens"] == WINDOW
     assert "v0" in first["variables"] and first["messages_after"] < first["messages_before"]
     root_prompts = [p for p in model.prompts if not is_subcall(p)]
