@@ -88,3 +88,48 @@ def test_parked_sandbox_expires_after_the_ttl() -> None:
     assert "name 'counts' is not defined" in out["answer"]
     assert "variables from those questions are lost" in text_of(model.prompts[-1][1])
     close_runs(graph2)
+
+
+def test_a_follow_up_sandbox_serves_the_new_run() -> None:
+    """The parked sandbox's host functions are re-bound: the follow-up's sub-calls count in
+    its own usage and events, and its tool calls run for it."""
+    from langchain_core.tools import tool
+
+    @tool
+    def shout(text: str) -> str:
+        """Upper-case a text."""
+        return text.upper()
+
+    scripts = {
+        "Count the words.": "counts = len(context.split())\nprint(counts)",
+        "Ask about it.": "print(llm_query(f'is {counts} many?'), shout('ok'))",
+    }
+
+    def respond(messages: list[BaseMessage]) -> str:
+        if not messages or not hasattr(messages[0], "type") or messages[0].type != "system":
+            return "few"
+        src = scripts[question(messages)]
+        return code(src) if turn(messages) == 0 else final(_printed(messages))
+
+    graph = build_graph(
+        model=FakeChatModel(respond=respond), tools=[shout], checkpointer=InMemorySaver()
+    )
+    config = {"configurable": {"thread_id": "t"}}
+    try:
+        graph.invoke({"query": "Count the words.", "context": "a b c"}, config)
+        evs, out = [], {}
+        for mode, chunk in graph.stream(
+            {"query": "Ask about it."}, config, stream_mode=["custom", "values"]
+        ):
+            if mode == "custom":
+                evs.append(chunk)
+            else:
+                out = chunk
+        assert out["answer"] == "few OK"
+        assert out["usage"]["llm_calls"] == 3  # two root calls and the sub-call
+        run_id = next(e["run_id"] for e in evs if e["event"] == "run_start")
+        calls = [e for e in evs if e["event"] == "subcall_end"]
+        assert [c["function"] for c in calls] == ["llm_query", "shout"]
+        assert {c["run_id"] for c in calls} == {run_id}
+    finally:
+        close_runs(graph)
