@@ -74,8 +74,6 @@ def _add_setting_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from rlm_graph import __version__
-
     p = _Parser(
         prog=PROG,
         description=(
@@ -103,8 +101,24 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    p.add_argument(
+        "--version",
+        action=_Version,
+        nargs=0,
+        help="print the version and which bubblewrap strict mode would run, then exit",
+    )
     return p
+
+
+class _Version(argparse.Action):
+    """``--version``: this package's version, and the bubblewrap strict mode would use."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> NoReturn:
+        from rlm_graph import __version__
+        from rlm_graph.sandbox.bwrap import bwrap_info
+
+        print(f"{PROG} {__version__}\nstrict sandbox: {bwrap_info()}")
+        parser.exit()
 
 
 def _err(message: str, stream: IO[str] | None = None) -> None:

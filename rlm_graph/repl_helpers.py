@@ -9,7 +9,8 @@ from __future__ import annotations
 PRELUDE = '''\
 def grep(pattern, text=None, context_lines=0, max_hits=20, ignore_case=True):
     """Print the lines of text (default: context) matching the regular expression pattern,
-    with their line numbers and context_lines around each; return the matching lines."""
+    with their line numbers and context_lines around each; in a long line (a text with few
+    line breaks), the part around each match. Returns the matching lines."""
     import re as _re
     if text is None:
         text = context
@@ -24,14 +25,25 @@ def grep(pattern, text=None, context_lines=0, max_hits=20, ignore_case=True):
         rx = _re.compile(_re.escape(pattern), flags)
     lines = text.splitlines()
     hits = [i for i, line in enumerate(lines) if rx.search(line)]
-    shown = set()
-    for i in hits[:max_hits]:
+    shown, printed = set(), 0
+    for i in hits:
+        if printed >= max_hits:
+            break
+        if len(lines[i]) > 300:
+            for m in rx.finditer(lines[i]):
+                if printed >= max_hits:
+                    break
+                start = max(0, m.start() - 100)
+                print(f"{i + 1}: ...{lines[i][start:m.end() + 200]}...")
+                printed += 1
+            continue
         for j in range(max(0, i - context_lines), min(len(lines), i + context_lines + 1)):
             if j not in shown:
                 shown.add(j)
                 print(f"{j + 1}: {lines[j][:300]}")
-    if len(hits) > max_hits:
-        print(f"... {len(hits):,} matching lines in all; the first {max_hits} shown")
+        printed += 1
+    if printed >= max_hits:
+        print(f"... more matches: the first {max_hits} shown ({len(hits):,} matching lines)")
     if not hits:
         print(f"grep: no line matches {pattern!r}")
     return [lines[i] for i in hits]

@@ -134,6 +134,9 @@ def reply_update(
     if final is not None and is_placeholder(final):
         update["feedback"] = prompts.PLACEHOLDER_ANSWER.format(answer=final)
         final = None
+    elif final is not None and _FAILED_SEARCH.match(final) and not parsed.code_blocks:
+        update["feedback"] = prompts.FAILED_SEARCH_ANSWER.format(answer=final)
+        final = None
     premature = final is not None and bool(parsed.code_blocks)
     update["messages"] = [AIMessage(drop_final_answer(text) if premature else text)]
     update["premature_answer"] = final
@@ -150,6 +153,11 @@ def reply_update(
 
 _PLACEHOLDER = re.compile(
     r"^\s*(<[^<>]{0,40}>|\.{3}|…|\[[^\[\]]{0,40}\]|answer|the answer)\s*$", re.I
+)
+# An answer that reports the search failed ("No match"): refused while replies are left (the
+# last, forced answer takes whatever the model says).
+_FAILED_SEARCH = re.compile(
+    r"^\W*(no match(es)?( found)?|not found|nothing found|no results?|unknown)\W*$", re.I
 )
 _NUMBER = re.compile(r"-?\d+(?:[.,]\d+)*")
 

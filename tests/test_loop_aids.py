@@ -160,3 +160,29 @@ def test_the_compact_prompt_never_shows_a_placeholder_to_copy() -> None:
         remaining={}, compact=True,
     )  # fmt: skip
     assert "<answer>" not in text and "Final Answer:" in text
+
+
+def test_grep_in_a_text_without_line_breaks_shows_each_match() -> None:
+    from rlm_graph.repl_helpers import prelude
+
+    text = (
+        "filler " * 300 + "key alpha is: 111. " + "filler " * 80 + "key beta is: 222. " + "x" * 500
+    )
+    namespace: dict[str, Any] = {"context": text}
+    exec(prelude(100), namespace)
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        namespace["grep"]("key")
+    shown = out.getvalue().splitlines()
+    assert len(shown) == 2 and "key alpha is: 111" in shown[0] and "key beta is: 222" in shown[1]
+    assert all(len(line) < 400 for line in shown)
+
+
+@pytest.mark.parametrize("failed", ["No match", "not found", "Unknown."])
+def test_an_answer_saying_the_search_failed_is_refused(failed: str) -> None:
+    out, seen = _run([final(failed), final("4417")])
+    assert out["answer"] == "4417" and out["iterations"] == 2
+    assert "says the search failed" in last_text(seen[1])
