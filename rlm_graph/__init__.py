@@ -7,6 +7,7 @@ Public API (imported lazily so ``import rlm_graph`` and the sandbox worker stay 
 - :func:`resolve_model` — ``"provider/model"`` spec → LangChain chat model.
 - :class:`InputError` — the ``ValueError`` raised for unusable graph input.
 - :func:`open_runs` / :func:`close_runs` — the live runs (sandboxes) of a graph.
+- :func:`as_tool` — a graph as a LangChain tool returning only its answer.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from rlm_graph.agent_tool import as_tool
     from rlm_graph.context import Context
     from rlm_graph.graph import build_graph, close_runs, open_runs
     from rlm_graph.inputs import InputError
@@ -29,12 +31,14 @@ _LAZY = {
     "InputError": "rlm_graph.inputs",
     "open_runs": "rlm_graph.graph",
     "close_runs": "rlm_graph.graph",
+    "as_tool": "rlm_graph.agent_tool",
 }
 
 __all__ = [
     "Context",
     "InputError",
     "__version__",
+    "as_tool",
     "build_graph",
     "close_runs",
     "open_runs",

@@ -107,9 +107,10 @@ class Context:
     )
     window_tokens: int | None = setting(
         None,
-        "Context window of the root model in tokens, for the direct strategy and for what the "
-        "prompt says llm_query can read. Empty = from the model's profile (the local model "
-        "reports its server's RLM_LOCAL_CTX), else unknown.",
+        "Context window of the root model in tokens, for the direct strategy, for what the "
+        "prompt says llm_query can read and for history compaction (past 75% of it, older "
+        "iterations are replaced by a summary). Empty = from the model's profile (the local "
+        "model reports its server's RLM_LOCAL_CTX), else unknown (no compaction).",
         _at_least(256, optional=True),
     )
     sandbox: SandboxMode = setting(
@@ -153,6 +154,25 @@ class Context:
         "Seconds a failing model call (rate limit, 5xx, connection error, timeout) is retried "
         "with exponential backoff and jitter, honouring retry-after; then the run ends with "
         "stopped_reason 'error' and the best answer known. 0 = no retries.",
+        _at_least(0),
+    )
+    tool_timeout: float = setting(
+        60.0,
+        "Seconds one call of a tool given to build_graph(tools=...) may take; past it the code "
+        "gets a ToolError (a tool's metadata['rlm_timeout'] overrides it).",
+        _at_least(0, strict=True),
+    )
+    tool_concurrency: int = setting(
+        4,
+        "Calls of one tool in flight at once in the whole recursion tree (a tool's "
+        "metadata['rlm_max_concurrency'] overrides it).",
+        _at_least(1),
+    )
+    follow_up_ttl: float = setting(
+        1800.0,
+        "With a checkpointer and a thread_id: seconds a thread's REPL is kept after a question, "
+        "so the next question on the thread keeps its variables. 0 = every question starts "
+        "with a fresh REPL.",
         _at_least(0),
     )
 

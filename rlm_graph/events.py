@@ -23,6 +23,7 @@ EventName = Literal[
     "observation",
     "subcall_start",
     "subcall_end",
+    "compaction",
     "final",
     "run_end",
 ]
@@ -81,24 +82,39 @@ class ObservationEvent(BaseEvent):
 
 
 class SubcallStartEvent(BaseEvent):
-    """``llm_query`` / ``rlm_query`` started; for ``rlm`` the child's events follow."""
+    """``llm_query`` / ``rlm_query`` / a tool started; for ``rlm`` the child's events follow.
+    For ``kind="tool"``, ``function`` is the tool's name and ``prompt`` its JSON arguments."""
 
     call_id: str
-    kind: Literal["llm", "rlm"]
-    function: Literal["llm_query", "rlm_query"]
+    kind: Literal["llm", "rlm", "tool"]
+    function: str
     prompt: str
 
 
 class SubcallEndEvent(BaseEvent):
-    """A sub-call finished."""
+    """A sub-call finished (for a tool, ``answer`` is its result, as text)."""
 
     call_id: str
-    kind: Literal["llm", "rlm"]
-    function: Literal["llm_query", "rlm_query"]
+    kind: Literal["llm", "rlm", "tool"]
+    function: str
     seconds: float
     answer: str
     error: str | None
     child_run_id: str | None
+
+
+class CompactionEvent(BaseEvent):
+    """The run's older iterations were replaced by a summary before this model call."""
+
+    window_tokens: int
+    tokens_before: int
+    tokens_after: int
+    messages_before: int
+    messages_after: int
+    summary: str
+    #: Names of the REPL variables listed in the summary.
+    variables: list[str]
+    seconds: float
 
 
 class FinalEvent(BaseEvent):
@@ -125,6 +141,7 @@ EVENT_TYPES: dict[str, type[BaseEvent]] = {
     "observation": ObservationEvent,
     "subcall_start": SubcallStartEvent,
     "subcall_end": SubcallEndEvent,
+    "compaction": CompactionEvent,
     "final": FinalEvent,
     "run_end": RunEndEvent,
 }

@@ -7,7 +7,7 @@ the one used by default; graph tests that do not need a process can pass an in-p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -56,6 +56,8 @@ class ExecutorSpec:
     max_concurrency: int
     #: Exceptions a handler raises that must leave ``run()`` unchanged (LangGraph interrupts).
     passthrough_exceptions: tuple[type[BaseException], ...]
+    #: The run's own tools, ``{"name", "doc"}`` each, served by the ``call_tool`` handler.
+    tools: Sequence[Mapping[str, str]] = ()
 
 
 ExecutorFactory = Callable[[ExecutorSpec], Executor]
@@ -73,6 +75,7 @@ def sandbox_executor(spec: ExecutorSpec) -> Executor:
         exec_timeout=spec.exec_timeout,
         max_output_chars=spec.max_output_chars,
         max_concurrency=spec.max_concurrency,
+        tools=spec.tools,
     )
     sandbox.passthrough_exceptions = (
         *sandbox.passthrough_exceptions,

@@ -7,6 +7,7 @@ and checkpoints. Live objects (executor, budget) stay out of state, in the graph
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -16,10 +17,12 @@ from langgraph.graph.state import CompiledStateGraph
 
 from rlm_graph.context import context_class_with_defaults
 from rlm_graph.executor import ExecutorFactory, sandbox_executor
+from rlm_graph.extras import Extras
 from rlm_graph.model_choice import ModelChoice
 from rlm_graph.nodes import Loop
-from rlm_graph.state import InputState, OutputState, State
+from rlm_graph.state import InputState, OutputState, State, typed_output_state
 from rlm_graph.steps import LoopNode
+from rlm_graph.tools import ToolLike
 
 Graph = CompiledStateGraph[Any, Any, Any, Any]
 
@@ -30,24 +33,30 @@ def build_graph(
     *,
     checkpointer: BaseCheckpointSaver | bool | None = None,
     executor: ExecutorFactory | None = None,
+    tools: Sequence[ToolLike] | None = None,
+    child_tools: Sequence[ToolLike] | None = None,
+    output_schema: Any = None,
     **settings: Any,
 ) -> Graph:
     """Build the compiled RLM graph (named ``"rlm"``).
 
     ``model`` / ``sub_model`` are ``"provider/model"`` specs, LangChain chat models, or None
-    (default: :func:`rlm_graph.models.default_model_spec`; ``sub_model`` defaults to
-    ``model``). ``settings`` are any fields of :class:`rlm_graph.Context` (``max_depth``,
+    (default: :func:`rlm_graph.models.default_model_spec`; ``sub_model``: ``model``).
+    ``settings`` are any fields of :class:`rlm_graph.Context` (``max_depth``,
     ``max_iterations``, ``sandbox``, ``max_llm_calls``, ...): they become the defaults of the
     graph's context schema; override them per run with ``graph.invoke(input, context={...})``.
     An unknown name raises ``TypeError``, an out-of-range value ``ValueError``.
     ``max_output_chars=None`` and ``prompt_style="auto"`` follow the root model: a small one
     (tagged ``rlm:small-model``, as the ``local`` model is) gets 2,000 chars and the compact
-    prompt. ``executor`` makes the REPL of each run (default: the real sandbox; see
-    :mod:`rlm_graph.executor`).
+    prompt. ``executor`` makes each run's REPL (default: the sandbox; :mod:`rlm_graph.executor`).
+    ``tools``: LangChain tools or typed, documented callables, each a REPL function of the
+    same name run on the host (:mod:`rlm_graph.tools`); children get them unless
+    ``child_tools`` is given. ``output_schema`` (Pydantic model, TypedDict or JSON schema
+    dict) types the root's answer: ``answer`` is then the validated value in JSON form and
+    ``answer_text`` its text (:mod:`rlm_graph.answers`).
 
     Input ``{"query": str, "context"?: payload}``; output ``answer``, ``usage``,
-    ``iterations``, ``stopped_reason`` and ``messages``.
-    """
+    ``iterations``, ``stopped_reason``, ``messages``."""
     for name, value in (("model", model), ("sub_model", sub_model)):
         if isinstance(value, str):
             settings[name] = value
@@ -59,13 +68,18 @@ def build_graph(
             sub_model if isinstance(sub_model, BaseChatModel) else None,
         ),
         executor_factory=executor or sandbox_executor,
+        extras=Extras.build(tools, child_tools, output_schema),
     )
 
     def node(name: str) -> LoopNode:
         return LoopNode(name, getattr(loop, name), loop.release)
 
+    schema = loop.extras.answer_schema
     builder: StateGraph[Any, Any, Any, Any] = StateGraph(
-        State, context_schema=context_cls, input_schema=InputState, output_schema=OutputState
+        State,
+        context_schema=context_cls,
+        input_schema=InputState,
+        output_schema=typed_output_state(schema.annotation) if schema else OutputState,
     )
     builder.add_node("start", node("start"))
     builder.add_node("think", node("think"), destinations=("execute", "finish", "observe"))
@@ -94,9 +108,11 @@ def open_runs(graph: Graph) -> list[str]:
 
 
 def close_runs(graph: Graph) -> None:
-    """Close every open run of ``graph`` now: their sandboxes stop, blocked nodes fail at once
-    (the CLI does this on Ctrl-C). A paused thread resumed later gets fresh ones."""
-    _loop_of(graph).runs.close_all()
+    """Close every open run of ``graph`` now (sandboxes stop, blocked nodes fail; the CLI does
+    this on Ctrl-C) and the REPLs kept for follow-ups. A paused thread gets fresh ones."""
+    loop = _loop_of(graph)
+    loop.runs.close_all()
+    loop.follow_ups.sessions.close_all()
 
 
 __all__ = ["build_graph", "close_runs", "open_runs"]

@@ -65,7 +65,7 @@ class HostFunctions:
         child_input: dict[str, Any] = {"query": query}
         if context is not None:
             child_input["context"] = context
-        with self._subcall("rlm", "rlm_query", query, child_id) as outcome:
+        with subcall_events(run, "rlm", "rlm_query", query, child_id) as outcome:
             out = self.graph.invoke(
                 child_input, self._child_config(child_id), context=dataclasses.asdict(run.ctx)
             )
@@ -93,7 +93,7 @@ class HostFunctions:
         )
 
     def _plain(self, prompt: str, *, function: Literal["llm_query", "rlm_query"]) -> str:
-        with self._subcall("llm", function, prompt) as outcome:
+        with subcall_events(self.run, "llm", function, prompt) as outcome:
             try:
                 reply, usage = call_model(
                     self.run.budget, self.sub_model(), prompt, self.run.ctx, tags=[SUB_TAG]
@@ -105,38 +105,38 @@ class HostFunctions:
                 outcome["answer"] = message_text(reply)
         return str(outcome["answer"])
 
-    @contextlib.contextmanager
-    def _subcall(
-        self,
-        kind: Literal["llm", "rlm"],
-        function: Literal["llm_query", "rlm_query"],
-        prompt: str,
-        child_run_id: str | None = None,
-    ) -> Iterator[dict[str, Any]]:
-        """Emit subcall_start and subcall_end around a sub-call; the body sets its outcome.
 
-        ``kind`` is what ran (a plain model call or a child run), ``function`` what the code
-        called: ``rlm_query`` past ``max_depth`` is ``kind="llm"``.
-        """
-        run, call_id = self.run, new_id()
+@contextlib.contextmanager
+def subcall_events(
+    run: Run,
+    kind: Literal["llm", "rlm", "tool"],
+    function: str,
+    prompt: str,
+    child_run_id: str | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Emit subcall_start and subcall_end around a sub-call; the body sets its outcome.
+
+    ``kind`` is what ran (a plain model call, a child run or a tool), ``function`` what the
+    code called (``llm_query``, ``rlm_query`` or the tool's name): ``rlm_query`` past
+    ``max_depth`` is ``kind="llm"``.
+    """
+    call_id = new_id()
+    run.emit("subcall_start", call_id=call_id, kind=kind, function=function, prompt=preview(prompt))
+    start = time.monotonic()
+    outcome: dict[str, Any] = {"answer": "", "error": None}
+    try:
+        yield outcome
+    except BaseException as exc:
+        outcome["error"] = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
         run.emit(
-            "subcall_start", call_id=call_id, kind=kind, function=function, prompt=preview(prompt)
+            "subcall_end",
+            call_id=call_id,
+            kind=kind,
+            function=function,
+            seconds=round(time.monotonic() - start, 4),
+            answer=preview(outcome["answer"]),
+            error=outcome["error"],
+            child_run_id=child_run_id,
         )
-        start = time.monotonic()
-        outcome: dict[str, Any] = {"answer": "", "error": None}
-        try:
-            yield outcome
-        except BaseException as exc:
-            outcome["error"] = f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            run.emit(
-                "subcall_end",
-                call_id=call_id,
-                kind=kind,
-                function=function,
-                seconds=round(time.monotonic() - start, 4),
-                answer=preview(outcome["answer"]),
-                error=outcome["error"],
-                child_run_id=child_run_id,
-            )

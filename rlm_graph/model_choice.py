@@ -8,6 +8,7 @@ from typing import Literal
 from langchain_core.language_models import BaseChatModel
 
 from rlm_graph.context import Context
+from rlm_graph.model_profile import readable_chars, window_tokens
 
 
 class ModelChoice:
@@ -37,3 +38,8 @@ class ModelChoice:
         if ctx.sub_model:
             return self._resolve(ctx.sub_model, "sub")
         return self.sub_model or self.root(ctx)
+
+    def sub_chars(self, ctx: Context) -> int:
+        """Characters ``llm_query`` can be given: from the sub-model's window, else the
+        ``window_tokens`` setting, else a generous default."""
+        return readable_chars(window_tokens(self.sub(ctx)) or ctx.window_tokens)

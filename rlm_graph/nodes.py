@@ -28,23 +28,26 @@ from langgraph.runtime import get_runtime
 from langgraph.types import Command
 
 from rlm_graph import prompts
+from rlm_graph.answers import accept, invalid_answer_message
 from rlm_graph.budget import BudgetExhausted
+from rlm_graph.compaction import compact, replacing
 from rlm_graph.context import Context, resolve_context
 from rlm_graph.describe import payload_chars, payload_type
 from rlm_graph.events import preview
 from rlm_graph.executor import Executor, ExecutorFactory, ExecutorSpec
+from rlm_graph.extras import Extras
+from rlm_graph.followups import FollowUps, HandlerBinding
 from rlm_graph.host_functions import HostFunctions
 from rlm_graph.inputs import validate_input
 from rlm_graph.model_calls import message_text
 from rlm_graph.model_choice import ModelChoice
 from rlm_graph.model_profile import (
     default_output_chars,
-    readable_chars,
     use_compact_prompt,
     window_tokens,
 )
 from rlm_graph.repl_helpers import prelude
-from rlm_graph.retry import DeadlineExceeded, ModelCallError
+from rlm_graph.retry import ModelCallError, deadline_error
 from rlm_graph.runs import Run, RunTable, current_iteration, new_id
 from rlm_graph.state import BlockResult, State, Usage, add_usage
 from rlm_graph.steps import ModelCall, RunBlock, Step
@@ -75,6 +78,9 @@ class Loop:
     runs: RunTable = field(default_factory=RunTable)
     #: The compiled graph these nodes belong to (set by ``build_graph``): ``rlm_query`` runs it.
     graph: CompiledStateGraph[Any, Any, Any, Any] | None = None
+    #: Tools and answer schema (``build_graph(tools=..., output_schema=...)``).
+    extras: Extras = field(default_factory=Extras)
+    follow_ups: FollowUps = field(default_factory=FollowUps)
 
     # ---- what every node needs ----------------------------------------------------------
 
@@ -114,7 +120,8 @@ class Loop:
         config = get_config()
         run_id = (config.get("configurable") or {}).get("rlm_run_id") or new_id()
         run = self.runs.open(run_id, config, ctx)
-        update: dict[str, Any] = {}
+        follow = self.follow_ups.begin(run, state, config, self.graph)
+        update: dict[str, Any] = follow.update if follow else {}
         if payload is None or isinstance(payload, tuple):
             # The query is the payload when none is given; a tuple is stored as the list it
             # reads as. Otherwise "context" is not rewritten: a checkpointer would store it again.
@@ -141,34 +148,38 @@ class Loop:
             max_concurrency=ctx.max_concurrency,
             remaining=run.budget.remaining(),
             compact=compact,
-            sub_chars=self.sub_chars(ctx),
+            sub_chars=self.models.sub_chars(ctx),
+            **self.extras.prompt_args(run),
         )
         # A small model's guessed answer is questioned once (the compact prompt's audience).
-        fresh = fresh_state(run.info.run_id, system, query, payload, check_answers=compact)
+        user = follow.user_prompt if follow else None
+        fresh = fresh_state(run.info.run_id, system, query, payload, user, check_answers=compact)
         return {**update, **fresh}
-
-    def sub_chars(self, ctx: Context) -> int:
-        """Characters ``llm_query`` can be given: from the sub-model's window, else the
-        ``window_tokens`` setting, else a generous default."""
-        return readable_chars(window_tokens(self.models.sub(ctx)) or ctx.window_tokens)
 
     def think(self, state: State) -> Body:
         """Ask the root model for the next step."""
         run = self.live(state)
         iteration = state["iterations"] + 1
         run.emit("iteration_start", iteration)
+        root, messages = self.models.root(run.ctx), state["messages"]
+        compacted, spent = yield from compact(
+            run, iteration, messages, root, self.models.sub(run.ctx)
+        )
         began = time.monotonic()
         try:
-            reply, usage = yield ModelCall(
-                run.budget, self.models.root(run.ctx), state["messages"], run.ctx
-            )
+            reply, usage = yield ModelCall(run.budget, root, compacted or messages, run.ctx)
         except BudgetExhausted as exc:
-            return route_after_think({"stopped_reason": "budget", "error": _in_flight(exc)})
+            return route_after_think({"stopped_reason": "budget", "error": deadline_error(exc)})
         except ModelCallError as exc:  # after its retries: keep what the run learned
             return route_after_think({"stopped_reason": "error", "error": str(exc)})
         text = message_text(reply)
         seconds = time.monotonic() - began
-        return route_after_think(reply_update(run, state, iteration, text, usage, seconds))
+        update = reply_update(run, state, iteration, text, add_usage(usage, spent), seconds)
+        if compacted is not None:
+            update["messages"] = replacing(compacted, update["messages"])
+        if "answer" in update:
+            update = accept(self.extras.schema_of(run), update)
+        return route_after_think(update)
 
     def execute(self, state: State) -> Body:
         """Run the reply's code blocks in order in the run's executor (sub-calls happen here)."""
@@ -179,7 +190,10 @@ class Loop:
             fresh = run.executor is None
             executor = self.executor_of(run, state)
             if fresh:  # grep() and chunks() in the REPL before the model's first block
-                yield RunBlock(executor, prelude(self.sub_chars(run.ctx)))
+                yield RunBlock(executor, prelude(self.models.sub_chars(run.ctx)), traced=False)
+            if run.setup:  # a follow-up's new query and context (rlm_graph.followups)
+                setup, run.setup = run.setup, None
+                yield RunBlock(executor, setup, traced=False)
             results: list[BlockResult] = []
             for index, code in enumerate(state["code_blocks"]):
                 run.emit("code", iteration, index=index, code=code)
@@ -196,11 +210,17 @@ class Loop:
         run = self.live(state)
         results = state["results"]
         done = next((r["final_answer"] for r in results if r["final_answer"] is not None), None)
+        errors = state.get("answer_errors")
         if done is not None:
-            return route_after_observe(
-                {"answer": done, "stopped_reason": "final_answer", "results": []}
+            accepted = accept(
+                self.extras.schema_of(run), {"answer": done, "stopped_reason": "final_answer"}
             )
-        if not state["code_blocks"]:
+            if "answer" in accepted:
+                return route_after_observe({**accepted, "results": []})
+            errors = accepted["answer_errors"]
+        if errors:
+            message = invalid_answer_message(errors, state["iterations"], run.ctx.max_iterations)
+        elif not state["code_blocks"]:
             message = state.get("feedback") or prompts.CORRECTION
         else:
             message = prompts.observation(
@@ -216,6 +236,7 @@ class Loop:
             "results": [],
             "code_blocks": [],
             "best_answer": best,
+            "answer_errors": None,
         }
         if state["iterations"] >= run.ctx.max_iterations:
             update["stopped_reason"] = "max_iterations"
@@ -226,8 +247,7 @@ class Loop:
     def finish(self, state: State) -> Body:
         """Produce the answer (forcing one when none was given), close the run, report."""
         run = self.live(state)
-        stopped = state.get("stopped_reason")
-        needs_answer = not state.get("answer") and stopped not in ("budget", "error")
+        needs_answer = state.get("stopped_reason") not in ("final_answer", "budget", "error")
         ask = HumanMessage(prompts.FORCED_ANSWER)
         reply: tuple[Any, Usage] | None = None
         failed: tuple[str, str | None] | None = None
@@ -236,38 +256,40 @@ class Loop:
             try:
                 reply = yield ModelCall(run.budget, model, [*state["messages"], ask], run.ctx)
             except BudgetExhausted as exc:
-                failed = ("budget", _in_flight(exc))
+                failed = ("budget", deadline_error(exc))
             except ModelCallError as exc:
                 failed = ("error", str(exc))
-        update = answer_update(run, state, ask, reply, failed)
+        update = answer_update(run, state, ask, reply, failed, self.extras.schema_of(run))
+        update.update(self.follow_ups.end(run, state, update["answer_text"]))
         self.runs.close(run.info.run_id)
         return update
 
     # ---- the executor ----------------------------------------------------------------------
 
+    def handlers_of(self, run: Run) -> dict[str, Any]:
+        """The host functions serving ``run``'s code (re-bound to a follow-up's run)."""
+        assert self.graph is not None, "Loop.graph is set by build_graph"
+        host = HostFunctions(run, self.graph, lambda: self.models.sub(run.ctx))
+        return {**host.as_dict(), **self.extras.tool_handlers(run)}
+
     def executor_of(self, run: Run, state: State) -> Executor:
         """The run's executor, started on its first block; its block time is capped by the
         tree's deadline (at least 1 s, so the block can still report)."""
         if run.executor is None:
-            assert self.graph is not None, "Loop.graph is set by build_graph"
-            host = HostFunctions(run, self.graph, lambda: self.models.sub(run.ctx))
+            run.binding = HandlerBinding(self.handlers_of, run)
             spec = ExecutorSpec(
                 payload=state["context"],
                 query=state["query"],
-                handlers=host.as_dict(),
+                handlers=run.binding.handlers(),
                 mode=run.ctx.sandbox,
                 exec_timeout=run.ctx.exec_timeout,
                 max_output_chars=output_chars(run.ctx),
                 max_concurrency=run.ctx.max_concurrency,
                 passthrough_exceptions=(GraphBubbleUp,),
+                tools=self.extras.declared(run),
             )
             run.executor = self.executor_factory(spec)
         left = run.budget.remaining()["seconds"]
         if left is not None:
             run.executor.exec_timeout = min(run.ctx.exec_timeout, max(1.0, float(left)))
         return run.executor
-
-
-def _in_flight(exc: BudgetExhausted) -> str | None:
-    """The error text of a call the deadline stopped in flight (a spent budget has none)."""
-    return str(exc) if isinstance(exc, DeadlineExceeded) else None

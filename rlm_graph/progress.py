@@ -37,9 +37,12 @@ def shorten(text: Any, limit: int = 60) -> str:
 
 
 def _call_name(call: Mapping[str, Any]) -> str:
-    """``llm_query`` / ``rlm_query`` as the code called it, noting a depth-capped rlm_query."""
+    """``llm_query`` / ``rlm_query`` / ``tool NAME`` as the code called it, noting a
+    depth-capped rlm_query."""
     kind = str(call.get("kind") or "llm")
     function = str(call.get("function") or f"{kind}_query")
+    if kind == "tool":
+        return f"tool {function}"
     if function == "rlm_query" and kind == "llm":
         return "rlm_query (plain call: max depth)"
     return function
@@ -66,6 +69,8 @@ class _TracedIteration:
     blocks: dict[int, dict[str, Any]] = field(default_factory=dict)
     subcalls: dict[str, dict[str, Any]] = field(default_factory=dict)
     children: list[str] = field(default_factory=list)
+    #: The compaction before this iteration's model call, if any (its event's fields).
+    compaction: dict[str, Any] | None = None
 
     def output_chars(self) -> int:
         return sum(int(b.get("output_chars") or 0) for b in self.blocks.values())
@@ -85,6 +90,7 @@ class _TracedIteration:
             "code_blocks": [self.blocks[i] for i in sorted(self.blocks)],
             "subcalls": list(self.subcalls.values()),
             "children": [runs[c].to_json(runs) for c in self.children if c in runs],
+            "compaction": self.compaction,
         }
 
 
@@ -210,6 +216,11 @@ class TraceBuilder:
                 if key in event:
                     call[key] = event[key]
             call["done"] = kind == "subcall_end"
+        elif kind == "compaction":
+            run.current(number, t).compaction = {
+                k: event.get(k)
+                for k in ("tokens_before", "tokens_after", "window_tokens", "summary", "seconds")
+            }
         elif kind == "final":
             run.answer = event.get("answer")
             run.stopped_reason = event.get("stopped_reason")
@@ -309,6 +320,12 @@ class PlainProgress(Progress):
                 event,
                 f"{_call_name(event)} done ({float(event.get('seconds') or 0):.1f}s)"
                 f"{err} → {shorten(event.get('answer'), 50)!r}",
+            )
+        elif kind == "compaction":
+            self._line(
+                event,
+                f"compaction: history {event.get('tokens_before')} → "
+                f"{event.get('tokens_after')} tok (window {event.get('window_tokens')})",
             )
         elif kind == "final":
             self._line(
@@ -425,6 +442,11 @@ class LiveTree(Progress):
 
     def _iteration_label(self, it: _TracedIteration) -> str:
         parts = [f"#{it.number}"]
+        if it.compaction:
+            c = it.compaction
+            parts.append(
+                f"[magenta]compacted {c.get('tokens_before')}→{c.get('tokens_after')} tok[/magenta]"
+            )
         if it.thought:
             parts.append(markup_safe(shorten(it.thought, 40)))
         if it.blocks:

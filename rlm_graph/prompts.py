@@ -55,7 +55,7 @@ expression, with their line numbers; returns them.
 - {rlm_batched_line}
 - `final_answer(value)`: finish with str(value).
 - Standard library modules (re, json, collections, math, ...) can be imported.
-
+{extra}
 Limits: {limits}
 """
 
@@ -135,7 +135,7 @@ expression can find).
 - {rlm_line}
 - rlm_query_batched(items) -> list[str]: several rlm_query calls at once.
 - final_answer(value): finish with str(value).
-
+{extra}
 Limits: {limits}
 """
 
@@ -159,8 +159,13 @@ def system_prompt(
     remaining: Mapping[str, Any],
     compact: bool = False,
     sub_chars: int = 100_000,
+    tools: Sequence[str] = (),
+    answer_schema: str | None = None,
 ) -> str:
-    """The system message for a run at ``depth``; ``compact`` gives the small-model variant."""
+    """The system message for a run at ``depth``; ``compact`` gives the small-model variant.
+
+    ``tools`` are one line per tool (:func:`rlm_graph.tools.prompt_lines`); ``answer_schema``
+    the JSON schema the answer must match (:mod:`rlm_graph.answers`)."""
     limits = [f"{max_iterations} replies"]
     if remaining.get("llm_calls") is not None:
         limits.append(f"{remaining['llm_calls']} model calls left for the whole task")
@@ -182,6 +187,30 @@ def system_prompt(
         rlm_line=(child if depth < max_depth else plain).format(depth=depth, max_depth=max_depth),
         rlm_batched_line=_RLM_BATCHED,
         limits="; ".join(limits) + ".",
+        extra=tools_section(tools) + answer_section(answer_schema),
+    )
+
+
+def tools_section(tools: Sequence[str]) -> str:
+    """The prompt's list of the run's own tools (empty without any)."""
+    if not tools:
+        return ""
+    lines = "".join(f"- {line}\n" for line in tools)
+    return (
+        "\nYour tools, also functions in the REPL (JSON-like arguments and results; a failure "
+        f"raises ToolError with the tool's message):\n{lines}"
+    )
+
+
+def answer_section(schema: str | None) -> str:
+    """What the answer must look like when the graph has an output schema (empty otherwise)."""
+    if schema is None:
+        return ""
+    return (
+        "\nThe answer must be a JSON value matching this JSON schema:\n"
+        f"{schema}\nFinish from code with final_answer(obj), obj a dict/list/value matching "
+        "it (a 'Final Answer:' line must hold the JSON). It is validated: if it does not "
+        "match, you see the errors and can fix it.\n"
     )
 
 
@@ -191,6 +220,15 @@ def user_prompt(query: str, payload: Any) -> str:
         f"Question:\n{describe_query(query)}\n\n"
         f"The variable `context` holds:\n{describe_payload(payload)}\n\n"
         "Start by exploring `context` with code."
+    )
+
+
+def follow_up_prompt(query: str) -> str:
+    """The first user message of a follow-up that brings no new payload."""
+    return (
+        f"Question:\n{describe_query(query)}\n\n"
+        "The variable `context` still holds the data of the earlier questions (and `query` is "
+        "this question). Use the variables you defined, or explore `context` again with code."
     )
 
 

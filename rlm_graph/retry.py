@@ -253,3 +253,8 @@ async def acall_with_policy(model: Any, fn: Callable[[], Awaitable[T]], policy: 
                 raise _failure(model, exc, attempt + 1) from exc
             await asyncio.sleep(delay)
             attempt += 1
+
+
+def deadline_error(exc: BaseException) -> str | None:
+    """The error text of a call the deadline stopped in flight (a spent budget has none)."""
+    return str(exc) if isinstance(exc, DeadlineExceeded) else None

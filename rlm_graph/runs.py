@@ -28,6 +28,9 @@ from rlm_graph.state import Usage, add_usage, empty_usage
 #: sandbox copies the calling thread's contextvars into them).
 current_iteration: contextvars.ContextVar[int] = contextvars.ContextVar("rlm_iteration", default=0)
 
+#: Whether the node calling the sandbox runs under ``ainvoke`` (async tools are then awaited).
+in_async_run: contextvars.ContextVar[bool] = contextvars.ContextVar("rlm_async", default=False)
+
 
 def new_id() -> str:
     """A fresh run / call id."""
@@ -44,6 +47,13 @@ class Run:
     ctx: Context
     executor: Any = None
     started: float = dataclasses.field(default_factory=time.monotonic)
+    #: The host handlers' binding (:class:`rlm_graph.followups.HandlerBinding`), the thread
+    #: whose sandbox this root run keeps, and setup code to run before its first block.
+    binding: Any = None
+    thread_id: str | None = None
+    setup: str | None = None
+    #: Semaphores shared by the whole recursion tree (per-tool concurrency caps), by key.
+    slots: dict[str, threading.BoundedSemaphore] = dataclasses.field(default_factory=dict)
     _pending: Usage = dataclasses.field(default_factory=empty_usage)
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
@@ -62,6 +72,11 @@ class Run:
         with self._lock:
             pending, self._pending = self._pending, empty_usage()
             return pending
+
+    def tree_slots(self, key: str, size: int) -> threading.BoundedSemaphore:
+        """The tree-wide semaphore named ``key`` (made with ``size`` slots on first use)."""
+        with self._lock:
+            return self.slots.setdefault(key, threading.BoundedSemaphore(size))
 
     def emit(self, event: EventName, iteration: int | None = None, **fields: Any) -> None:
         """Emit a custom stream event for this run (at the current iteration by default)."""
@@ -98,8 +113,10 @@ class RunTable:
         conf = config.get("configurable") or {}
         with self._lock:
             parent = self._runs.get(conf.get("rlm_parent_run") or "")
+        slots: dict[str, threading.BoundedSemaphore] = {}
         if parent is not None:
             budget, root_id, clock = parent.budget, parent.root_id, parent.info.clock
+            slots = parent.slots
         else:
             budget = Budget(
                 max_llm_calls=ctx.max_llm_calls,
@@ -113,7 +130,7 @@ class RunTable:
             depth=int(conf.get("rlm_depth", 0)) if parent else 0,
             clock=clock,
         )
-        run = Run(info=info, root_id=root_id, budget=budget, ctx=ctx)
+        run = Run(info=info, root_id=root_id, budget=budget, ctx=ctx, slots=slots)
         with self._lock:
             self._runs[run_id] = run
         return run

@@ -7,7 +7,7 @@ by ``run_id``: see :mod:`rlm_graph.runs`), so any LangGraph checkpointer can sav
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
@@ -70,10 +70,33 @@ class OutputState(TypedDict):
     error: NotRequired[str | None]
 
 
+def typed_output_state(annotation: Any) -> type:
+    """The output schema of a graph with ``output_schema``: ``answer`` is the validated value
+    (None when the run ended without a valid one), ``answer_text`` its text."""
+    return TypedDict(  # type: ignore[operator]
+        "OutputState",
+        {
+            "answer": Optional[annotation],  # noqa: UP045 (a runtime value, not an annotation)
+            "answer_text": str,
+            "usage": Usage,
+            "iterations": int,
+            "stopped_reason": str,
+            "messages": Annotated[list[AnyMessage], add_messages],
+        },
+    )
+
+
 class State(InputState, OutputState):
     """Full working state of a run (input + output + loop bookkeeping)."""
 
     run_id: str
+    #: The answer's text (with an output schema, ``answer`` holds the validated value).
+    answer_text: str
+    #: Why the last answer did not match the output schema (shown in the next observation).
+    answer_errors: str | None
+    #: Earlier questions and answers on this thread, and contexts numbered so far (follow-ups).
+    thread_turns: list[dict[str, str]]
+    thread_contexts: int
     code_blocks: list[str]
     #: A Final Answer written in a reply that also had code: a guess, rejected (see nodes).
     premature_answer: str | None

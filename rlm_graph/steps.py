@@ -24,6 +24,7 @@ from rlm_graph.budget import Budget
 from rlm_graph.context import Context
 from rlm_graph.executor import BlockOutcome, Executor
 from rlm_graph.model_calls import acall_model, call_model
+from rlm_graph.runs import in_async_run
 from rlm_graph.spans import block_span
 
 
@@ -62,18 +63,28 @@ class RunBlock:
 
     executor: Executor
     code: str
+    #: False for the loop's own set-up blocks (helpers, follow-up set-up): no tracing run.
+    traced: bool = True
 
     def run(self) -> BlockOutcome:
+        if not self.traced:
+            return self.executor.run(self.code)
         with block_span(self.code) as span:  # sub-calls nest under the block's tracing run
             outcome = self.executor.run(self.code)
             span.end(outcome)
         return outcome
 
     async def arun(self) -> BlockOutcome:
-        with block_span(self.code) as span:
-            outcome = await self.executor.arun(self.code)
-            span.end(outcome)
-        return outcome
+        token = in_async_run.set(True)  # the block's tool calls see it: async tools are awaited
+        try:
+            if not self.traced:
+                return await self.executor.arun(self.code)
+            with block_span(self.code) as span:
+                outcome = await self.executor.arun(self.code)
+                span.end(outcome)
+            return outcome
+        finally:
+            in_async_run.reset(token)
 
 
 Body = Callable[[Any], Any]  # state -> update, or a generator of Steps returning the update

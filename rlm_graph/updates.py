@@ -16,6 +16,7 @@ from langgraph.graph.message import REMOVE_ALL_MESSAGES
 from langgraph.types import Command
 
 from rlm_graph import prompts
+from rlm_graph.answers import AnswerSchema
 from rlm_graph.context import Context
 from rlm_graph.events import THOUGHT_CHARS, preview
 from rlm_graph.executor import BlockOutcome
@@ -27,19 +28,28 @@ from rlm_graph.state import BlockResult, State, Usage, add_usage, empty_usage
 
 
 def fresh_state(
-    run_id: str, system: str, query: str, payload: Any, *, check_answers: bool = False
+    run_id: str,
+    system: str,
+    query: str,
+    payload: Any,
+    user: str | None = None,
+    *,
+    check_answers: bool = False,
 ) -> dict[str, Any]:
-    """The loop's state at the start of a run (a thread's earlier run is not this one's)."""
+    """The loop's state at the start of a run (a thread's earlier run is not this one's);
+    ``user`` replaces the first user message (a follow-up's)."""
     return {
         "run_id": run_id,
         "messages": [
             RemoveMessage(id=REMOVE_ALL_MESSAGES),
             SystemMessage(system),
-            HumanMessage(prompts.user_prompt(query, payload)),
+            HumanMessage(user or prompts.user_prompt(query, payload)),
         ],
         "iterations": 0,
         "usage": empty_usage(),
         "answer": "",
+        "answer_text": "",
+        "answer_errors": None,
         "stopped_reason": "",
         "code_blocks": [],
         "premature_answer": None,
@@ -197,10 +207,15 @@ def answer_update(
     ask: HumanMessage,
     reply: tuple[Any, Usage] | None,
     failed: tuple[str, str | None] | None = None,
+    schema: AnswerSchema | None = None,
 ) -> dict[str, Any]:
     """The final state update: the answer given, the forced one, or the best one known.
-    ``failed`` is ``(stopped_reason, error)`` when the forced-answer call failed."""
-    answer, reason = state.get("answer") or "", state.get("stopped_reason") or ""
+    ``failed`` is ``(stopped_reason, error)`` when the forced-answer call failed. With an output
+    ``schema``, an answer not given through final_answer is validated here, and an invalid one
+    leaves ``answer`` None and ``stopped_reason`` "invalid_answer" (its text is kept)."""
+    reason = state.get("stopped_reason") or ""
+    accepted = reason == "final_answer"
+    answer = (state.get("answer_text") or state.get("answer") or "") if accepted else ""
     usage, messages, error = state["usage"], [], state.get("error")
     if failed is not None:
         reason, error = failed
@@ -216,6 +231,16 @@ def answer_update(
         answer = (state.get("best_answer") or "").strip() or (
             f"No answer was found before the run stopped ({why})."
         )
+    value: Any = answer
+    if schema is not None:
+        checked = schema.check(answer) if not accepted else None
+        if checked is None:
+            value = state.get("answer")
+        elif checked.ok:
+            value = checked.value
+        else:
+            value = None
+            reason = "invalid_answer" if reason not in ("budget", "error") else reason
     iterations = state["iterations"]
     run.emit(
         "final",
@@ -227,7 +252,8 @@ def answer_update(
     )
     run.emit("run_end", iterations, usage=usage, seconds=round(time.monotonic() - run.started, 4))
     return {
-        "answer": answer,
+        "answer": value,
+        "answer_text": answer,
         "stopped_reason": reason,
         "error": error,
         "usage": usage,

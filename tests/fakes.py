@@ -141,6 +141,10 @@ class FakeChatModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "rlm-graph-fake"
 
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> FakeChatModel:
+        """Accept tools (for agents built on this model) and never call them."""
+        return self
+
     @property
     def calls(self) -> int:
         """Number of calls so far."""

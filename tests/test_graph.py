@@ -375,7 +375,8 @@ def test_nested_stream_namespaces_and_event_shapes() -> None:
     assert set(EVENT_TYPES["observation"].__required_keys__) >= {"output_chars", "timed_out"}
     for ev in evs:
         assert set(ev) == set(EVENT_TYPES[ev["event"]].__required_keys__), ev
-    assert {e["event"] for e in evs} == set(EVENT_TYPES)
+    # compaction needs a long run: its shape is checked in tests/test_compaction.py.
+    assert {e["event"] for e in evs} == set(EVENT_TYPES) - {"compaction"}
     root = next(e for e in evs if e["event"] == "run_start" and e["depth"] == 0)
     child = next(e for e in evs if e["event"] == "run_start" and e["depth"] == 1)
     assert root["parent_run_id"] is None and child["parent_run_id"] == root["run_id"]
@@ -587,10 +588,11 @@ def test_checkpointer_with_concurrent_children() -> None:
 
 
 def test_second_run_on_a_thread_starts_fresh() -> None:
+    """With follow-ups off (tests/test_followups.py has them on)."""
     from langgraph.checkpoint.memory import InMemorySaver
 
     model = answer_model()
-    graph = build_graph(model=model, checkpointer=InMemorySaver())
+    graph = build_graph(model=model, checkpointer=InMemorySaver(), follow_up_ttl=0)
     config: Any = {"configurable": {"thread_id": "t3"}}
     first = graph.invoke({"query": "q", "context": "abc"}, config)
     assert first["answer"] == "3"

@@ -14,6 +14,11 @@ from .child.tables import CALLBACK_HANDLERS, CALLBACK_NAMES
 
 Handler = Callable[..., Any]
 
+
+class ReportedError(Exception):
+    """A handler failure whose message is shown to the model code as is (no type prefix)."""
+
+
 SINGLE = {k: v for k, v in CALLBACK_HANDLERS.items() if not k.endswith("_batched")}
 BATCHED = {k: v for k, v in CALLBACK_HANDLERS.items() if k.endswith("_batched")}
 
@@ -142,6 +147,9 @@ class CallbackRun:
     def _invoke(self, name: str, args: list[Any]) -> Any:
         if name in SINGLE:
             handler = self._handler(SINGLE[name])
+            if name == "call_tool":
+                # The handler checks the tool name and arguments: they come from the worker.
+                return handler(*args[:3])
             if name == "llm_query":
                 return str(handler(*args[:1]))
             return str(handler(*args[:2]))
@@ -183,4 +191,6 @@ class CallbackRun:
 
 def _describe(exc: BaseException) -> str:
     text = str(exc)
+    if isinstance(exc, ReportedError):
+        return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

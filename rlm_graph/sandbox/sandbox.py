@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 from . import hostguard
@@ -46,11 +46,14 @@ class Sandbox:
         context: the payload: ``str`` or JSON-like values (``list``, ``dict``, numbers, ``bool``,
             ``None``, nested). Anything else raises :class:`PayloadError`.
         query: the run's question, available as ``query``.
-        handlers: host callables ``"llm_query"`` and ``"rlm_query"`` behind the worker's functions.
+        handlers: host callables ``"llm_query"`` and ``"rlm_query"`` behind the worker's functions,
+            and ``"call_tool"(name, args, kwargs)`` behind the stubs named in ``tools``.
         mode: ``"process"`` (default) or ``"strict"``.
         exec_timeout: seconds per block, not counting time spent waiting on host callbacks.
         max_output_chars: output kept per block (head and tail); the true length is reported.
         max_concurrency: items of a batched callback running at once on the host.
+        tools: ``{"name", "doc"}`` of each tool the worker gets a function for; a name that is
+            not an identifier or would shadow the REPL's API or a builtin gets none.
         memory_limit_mb: address space a worker may add on top of what the loaded ``context``
             takes; ``None`` sizes it from the payload (1 GiB + 3x the payload's loaded size).
         max_processes: processes the sandbox may have at once (cgroup ``pids.max``, or
@@ -95,6 +98,7 @@ class Sandbox:
         max_concurrency: int = 8,
         memory_limit_mb: int | None = None,
         max_processes: int = 256,
+        tools: Sequence[Mapping[str, str]] = (),
     ) -> None:
         if mode not in ("process", "strict"):
             raise ValueError(f"mode must be 'process' or 'strict', not {mode!r}")
@@ -102,6 +106,7 @@ class Sandbox:
         self.context = context
         self.query = str(query)
         self.handlers: dict[str, Handler] = dict(handlers or {})
+        self.tools = [{"name": str(t["name"]), "doc": str(t.get("doc", ""))} for t in tools]
         self.mode: Mode = mode
         self.exec_timeout = float(exec_timeout)
         self.max_output_chars = int(max_output_chars)
@@ -286,6 +291,7 @@ class Sandbox:
         return {
             "query": self.query,
             "callbacks": available_callbacks(self.handlers),
+            "tools": self.tools,
             "max_frame_bytes": self.max_frame_bytes,
         }
 

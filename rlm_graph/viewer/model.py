@@ -113,6 +113,10 @@ def _event_spans(events: list[Mapping[str, Any]], t_end: float) -> list[Span]:
                 ("call", run, str(e.get("call_id"))),
                 {"kind": f"sub-{e.get('kind') or 'llm'}", "run": run, "t0": t, "label": label},
             )
+        elif kind == "compaction":
+            t0 = max(t - float(e.get("seconds") or 0.0), 0.0)
+            label = f"compaction: {e.get('tokens_before')} → {e.get('tokens_after')} tokens"
+            spans.append({"kind": "compaction", "run": run, "t0": t0, "t1": t, "label": label})
         elif kind == "subcall_end" and ("call", run, str(e.get("call_id"))) in open_:
             open_.pop(("call", run, str(e.get("call_id"))))["t1"] = t
     for span in open_.values():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import builtins
 import itertools
+import json
 import linecache
 import os
 import queue
@@ -20,11 +21,15 @@ import traceback
 from typing import Any
 
 import frames
-from tables import CALLBACK_NAMES
+from tables import CALLBACK_NAMES, RESERVED_NAMES
 
 
 class FinalAnswer(BaseException):
     """Raised by ``final_answer``; a BaseException so ``except Exception`` cannot swallow it."""
+
+
+class ToolError(Exception):
+    """A tool called from code failed; the message is the tool's own."""
 
 
 class _Pending:
@@ -78,7 +83,7 @@ class Worker:
         os._exit(0)
 
     # -- callbacks ---------------------------------------------------------------------------
-    def call(self, name: str, args: list[Any]) -> Any:
+    def call(self, name: str, args: list[Any], error: type[Exception] = RuntimeError) -> Any:
         if os.getpid() != self.pid:
             raise RuntimeError(f"{name} is only available in the sandbox's main worker process")
         call_id = next(self.ids)
@@ -100,9 +105,11 @@ class Worker:
         reply = slot.reply or {}
         if reply.get("ok"):
             return reply.get("value")
-        raise RuntimeError(str(reply.get("error", f"{name} failed")))
+        raise error(str(reply.get("error", f"{name} failed")))
 
-    def install_api(self, context: Any, query: str, available: list[str]) -> None:
+    def install_api(
+        self, context: Any, query: str, available: list[str], tools: Any = None
+    ) -> None:
         ns = self.namespace
         ns["context"] = context
         ns["query"] = query
@@ -141,8 +148,8 @@ class Worker:
             return self.call("rlm_query_batched", [norm])
 
         def final_answer(value: Any) -> None:
-            """Submit the final answer and stop this block."""
-            self.final = str(value)
+            """Submit the final answer and stop this block (dicts and lists go as JSON)."""
+            self.final = _answer_text(value)
             raise FinalAnswer(self.final)
 
         funcs = {
@@ -152,13 +159,38 @@ class Worker:
             "rlm_query_batched": rlm_query_batched,
         }
         for name in CALLBACK_NAMES:
-            ns[name] = make(name) or funcs[name]
+            if name in funcs:  # call_tool has no function of its own: each tool has a stub
+                ns[name] = make(name) or funcs[name]
         ns["final_answer"] = final_answer
         ns["FinalAnswer"] = FinalAnswer
+        ns["ToolError"] = ToolError
+        if "call_tool" in available:
+            self.install_tools(tools if isinstance(tools, list) else [])
         # The interpreter runs without ``site`` (faster start), which is what defines these.
         for name in ("exit", "quit"):
             if not hasattr(builtins, name):
                 setattr(builtins, name, sys.exit)
+
+    def install_tools(self, tools: list[Any]) -> None:
+        """One stub per declared tool, forwarding its arguments to ``call_tool`` on the host
+        (which checks the name again: this side is not trusted)."""
+        ns = self.namespace
+
+        def make(name: str, doc: str) -> Any:
+            def tool(*args: Any, **kwargs: Any) -> Any:
+                return self.call("call_tool", [name, list(args), kwargs], ToolError)
+
+            tool.__name__ = tool.__qualname__ = name
+            tool.__doc__ = doc
+            return tool
+
+        for spec in tools:
+            name = spec.get("name") if isinstance(spec, dict) else None
+            if not isinstance(name, str) or not name.isidentifier() or name in RESERVED_NAMES:
+                continue
+            if hasattr(builtins, name):
+                continue
+            ns[name] = make(name, str(spec.get("doc", "")))
 
     # -- execution ---------------------------------------------------------------------------
     def run_block(self, code: str) -> str | None:
@@ -218,6 +250,17 @@ class Worker:
                 self.send({"op": "done", "error": error, "final_answer": self.final})
             except OSError:
                 os._exit(70)
+
+
+def _answer_text(value: Any) -> str:
+    """``str(value)``, except that JSON-like containers are sent as JSON, so a typed answer
+    reaches the host intact (``str`` of a dict is Python syntax, not JSON)."""
+    if isinstance(value, (dict, list, tuple)):
+        try:
+            return json.dumps(value, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError):
+            pass
+    return str(value)
 
 
 _default_excepthook = threading.excepthook

@@ -30,5 +30,12 @@ CALLBACK_HANDLERS: dict[str, str] = {
     "llm_query_batched": "llm_query",
     "rlm_query": "rlm_query",
     "rlm_query_batched": "rlm_query",
+    # The run's own tools: call_tool(name, args, kwargs); the worker makes one stub per tool.
+    "call_tool": "call_tool",
 }
 CALLBACK_NAMES: tuple[str, ...] = tuple(CALLBACK_HANDLERS)
+
+#: Names a tool may not take: the REPL's own API (tools are installed next to it).
+RESERVED_NAMES: frozenset[str] = frozenset(
+    {*CALLBACK_NAMES, "context", "query", "final_answer", "FinalAnswer", "ToolError"}
+)

@@ -300,7 +300,12 @@ class ZygoteServer:
             confine.drop_ptrace_capability()
         sock = socket.socket(fileno=PROTOCOL_FD)
         worker = repl.Worker(sock, int(msg.get("max_frame_bytes", 1 << 28)))
-        worker.install_api(context, str(msg.get("query", "")), list(msg.get("callbacks", [])))
+        worker.install_api(
+            context,
+            str(msg.get("query", "")),
+            list(msg.get("callbacks", [])),
+            msg.get("tools"),
+        )
         worker.serve()
 
 

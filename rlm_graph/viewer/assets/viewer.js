@@ -311,7 +311,8 @@
   function renderTimeline() {
     var legend = document.getElementById("legend");
     [["run", "run"], ["model", "model call"], ["block", "code block"], ["sub-llm", "llm sub-call"],
-      ["sub-rlm", "rlm sub-call"]].forEach(function (k) {
+      ["sub-rlm", "rlm sub-call"], ["sub-tool", "tool call"],
+      ["compaction", "compaction"]].forEach(function (k) {
       var s = el("span");
       s.appendChild(el("i", k[0]));
       s.appendChild(document.createTextNode(k[1]));

@@ -1,0 +1,251 @@
+"""Follow-up questions on a thread: the next query on the same ``thread_id`` keeps the REPL.
+
+With a checkpointer, a ``thread_id`` and ``follow_up_ttl > 0``, the root run's sandbox is not
+closed at ``finish``: it is parked in the graph's :class:`ThreadSessions` under the thread id
+for ``follow_up_ttl`` seconds (or until :func:`rlm_graph.close_runs` / the graph is dropped).
+The next run on the thread takes it over: its variables are kept, the host functions are
+re-bound to the new run (:class:`HandlerBinding`: usage, budget and events go to the new run),
+and a new ``context`` is loaded as ``context_1``, ``context_2``, … with ``context`` the latest
+(the first is also ``context_0``). The thread's state keeps a short list of the earlier
+questions and answers (``thread_turns``), shown in the follow-up's first message.
+
+In-process only: after a restart, or past the TTL, the earlier turns are still listed but the
+variables are gone (the prompt says so); restoring them needs the durable block journal and
+replay.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+
+from rlm_graph.events import preview
+
+Handler = Callable[..., Any]
+#: Earlier turns listed to a follow-up (oldest dropped first), and characters of each part.
+MAX_TURNS = 10
+TURN_CHARS = 300
+
+
+class HandlerBinding:
+    """Host handlers for a sandbox whose run can change: each handler forwards to the bound
+    run's own, so a parked sandbox serves the next run on its thread."""
+
+    def __init__(self, make: Callable[[Any], Mapping[str, Handler]], run: Any) -> None:
+        self._make = make
+        self._handlers: Mapping[str, Handler] = {}
+        self.bind(run)
+
+    def bind(self, run: Any) -> None:
+        """Serve ``run`` from now on."""
+        self._handlers = self._make(run)
+
+    def handlers(self) -> dict[str, Handler]:
+        """The forwarding handlers, one per name the first run had."""
+
+        def forward(name: str) -> Handler:
+            def call(*args: Any) -> Any:
+                return self._handlers[name](*args)
+
+            return call
+
+        return {name: forward(name) for name in self._handlers}
+
+
+@dataclass
+class Session:
+    """A parked sandbox of a thread."""
+
+    executor: Any
+    binding: HandlerBinding
+    #: Setup code not run yet (the follow-up ran no block): the next run runs it first.
+    setup: str | None
+    expires: float
+
+
+class ThreadSessions:
+    """The parked sandboxes of one compiled graph, by thread id (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
+        weakref.finalize(self, _close_all, self._sessions, self._lock)
+
+    def park(self, thread_id: str, session: Session, ttl: float) -> None:
+        """Keep ``session`` for ``ttl`` seconds; a session already parked there is closed."""
+        with self._lock:
+            old = self._sessions.pop(thread_id, None)
+            self._sessions[thread_id] = session
+        if old is not None:
+            _close(old)
+        timer = threading.Timer(ttl, self._expire, args=(thread_id, session))
+        timer.daemon = True
+        timer.start()
+
+    def take(self, thread_id: str) -> Session | None:
+        """The thread's parked session (removed from the table), if still live."""
+        with self._lock:
+            session = self._sessions.pop(thread_id, None)
+        if session is not None and session.expires < time.monotonic():
+            _close(session)
+            return None
+        return session
+
+    def _expire(self, thread_id: str, session: Session) -> None:
+        with self._lock:
+            if self._sessions.get(thread_id) is not session:
+                return
+            del self._sessions[thread_id]
+        _close(session)
+
+    def close_all(self) -> None:
+        """Close every parked sandbox."""
+        _close_all(self._sessions, self._lock)
+
+    def ids(self) -> list[str]:
+        """Thread ids with a parked sandbox."""
+        with self._lock:
+            return list(self._sessions)
+
+
+def _close(session: Session) -> None:
+    try:
+        session.executor.close()
+    except Exception:  # best effort: a parked sandbox that fails to close is already dead
+        pass
+
+
+def _close_all(sessions: dict[str, Session], lock: threading.Lock) -> None:
+    with lock:
+        closing = list(sessions.values())
+        sessions.clear()
+    for session in closing:
+        _close(session)
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """How a root run on a thread starts: its first message and its state update."""
+
+    user_prompt: str
+    update: dict[str, Any]
+
+
+class FollowUps:
+    """Follow-ups of one compiled graph: park a root run's sandbox at its end, hand it to the
+    next run on the same thread at its start."""
+
+    def __init__(self) -> None:
+        self.sessions = ThreadSessions()
+
+    def begin(
+        self, run: Any, state: Mapping[str, Any], config: RunnableConfig, graph: Any
+    ) -> FollowUp | None:
+        """Attach the thread's parked sandbox to ``run`` (a run of ``graph``); None when this
+        run has no thread (no checkpointer, no ``thread_id``, a child, or follow-ups off)."""
+        saver = getattr(graph, "checkpointer", None) not in (None, False)
+        run.thread_id = thread_of(config, saver, run.info.depth, run.ctx.follow_up_ttl)
+        if run.thread_id is None:
+            return None
+        from rlm_graph import prompts  # lazy: prompts imports describe, not this module
+
+        query, payload = str(state["query"]), state.get("context")
+        turns = list(state.get("thread_turns") or [])
+        session = self.sessions.take(run.thread_id)
+        if session is None:
+            first = prompts.user_prompt(query, query if payload is None else payload)
+            update = {"thread_contexts": 0, "thread_turns": turns}
+            return FollowUp(_with_turns(first, turns, kept=False), update)
+        run.executor, run.binding = session.executor, session.binding
+        session.binding.bind(run)
+        number = None if payload is None else int(state.get("thread_contexts") or 0) + 1
+        setup = setup_code(query, payload, number)
+        run.setup = setup if session.setup is None else f"{session.setup}\n{setup}"
+        if payload is None:
+            first = prompts.follow_up_prompt(query)
+        else:
+            first = prompts.user_prompt(query, payload) + f"\n(It is also `context_{number}`.)"
+        update = {"thread_contexts": number or int(state.get("thread_contexts") or 0)}
+        return FollowUp(_with_turns(first, turns, kept=True), {**update, "thread_turns": turns})
+
+    def end(self, run: Any, state: Mapping[str, Any], answer_text: str) -> dict[str, Any]:
+        """Park the run's sandbox for the thread's next question; the turns list, updated."""
+        if getattr(run, "thread_id", None) is None:
+            return {}
+        if run.executor is not None and run.binding is not None:
+            ttl = run.ctx.follow_up_ttl
+            session = Session(run.executor, run.binding, run.setup, time.monotonic() + ttl)
+            run.executor = None  # not closed with the run
+            self.sessions.park(run.thread_id, session, ttl)
+        turns = add_turn(list(state.get("thread_turns") or []), str(state["query"]), answer_text)
+        return {"thread_turns": turns}
+
+
+def _with_turns(first: str, turns: list[dict[str, str]], *, kept: bool) -> str:
+    return first if not turns else f"{turns_text(turns, kept)}\n\n{first}"
+
+
+def thread_of(config: RunnableConfig, has_checkpointer: bool, depth: int, ttl: float) -> str | None:
+    """The thread id whose sandbox a root run keeps, or None (no follow-ups for this run)."""
+    if depth != 0 or ttl <= 0 or not has_checkpointer:
+        return None
+    thread = (config.get("configurable") or {}).get("thread_id")
+    return str(thread) if thread is not None and thread != "" else None
+
+
+def literal(value: Any) -> str:
+    """A Python expression rebuilding the JSON-like ``value`` (host data, never code)."""
+    if isinstance(value, str):
+        return repr(value)
+    return f"__import__('json').loads({json.dumps(value, ensure_ascii=False)!r})"
+
+
+def setup_code(query: str, payload: Any, number: int | None) -> str:
+    """The block a follow-up runs first: the new ``query`` and, with a new payload,
+    ``context_<number>`` and ``context`` (the first one kept as ``context_0``)."""
+    lines = [f"query = {literal(query)}"]
+    if number is not None:
+        lines += [
+            "if 'context_0' not in globals():\n    context_0 = context",
+            f"context_{number} = context = {literal(payload)}",
+        ]
+    return "\n".join(lines)
+
+
+def turns_text(turns: list[dict[str, str]], kept: bool) -> str:
+    """The follow-up's note on the earlier questions on its thread."""
+    lines = ["This is a follow-up question. Earlier on this thread (oldest first):"]
+    for i, turn in enumerate(turns, 1):
+        lines.append(f"{i}. Q: {turn['query']}\n   A: {turn['answer']}")
+    if kept:
+        lines.append("Your REPL variables from those questions are still defined.")
+    else:
+        lines.append("The REPL was restarted since: variables from those questions are lost.")
+    return "\n".join(lines)
+
+
+def add_turn(turns: list[dict[str, str]], query: str, answer: str) -> list[dict[str, str]]:
+    """``turns`` with one more, the oldest dropped past :data:`MAX_TURNS`."""
+    new = {"query": preview(query, TURN_CHARS), "answer": preview(answer, TURN_CHARS)}
+    return [*turns, new][-MAX_TURNS:]
+
+
+__all__ = [
+    "FollowUp",
+    "FollowUps",
+    "HandlerBinding",
+    "Session",
+    "ThreadSessions",
+    "add_turn",
+    "literal",
+    "setup_code",
+    "thread_of",
+    "turns_text",
+]
