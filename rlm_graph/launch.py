@@ -136,7 +136,7 @@ def startup_status(*, quiet: bool) -> Iterator[tuple[Callable[[str], None], Any]
     task = bar.add_task("Preparing the local model", total=None)
 
     def say(line: str) -> None:
-        bar.console.print(line)
+        bar.console.print(line, highlight=False, markup=False)
         bar.update(task, description=line.rstrip("."), total=None, completed=0)
 
     def on_progress(what: str, done: int, total: int) -> None:

@@ -32,7 +32,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
 
 from rlm_graph.model_profile import SMALL_MODEL_TAG
-from rlm_graph.retry import env_timeout
+from rlm_graph.retry import env_timeout as _env_timeout
 
 __all__ = [
     "DEFAULT_SPEC",
@@ -78,6 +78,14 @@ class LocalModelUnavailableError(ModelSpecError):
 
 class NoDefaultModelError(ModelSpecError):
     """No model spec was given and none can be chosen from the environment."""
+
+
+def env_timeout() -> float:
+    """``RLM_LLM_TIMEOUT`` for the provider clients; a bad value is a :class:`ModelSpecError`."""
+    try:
+        return _env_timeout()
+    except ValueError as exc:
+        raise ModelSpecError(str(exc)) from None
 
 
 def _require_env(var: str, provider: str) -> str:

@@ -249,3 +249,14 @@ def test_backoff_grows_and_respects_the_retry_window() -> None:
     now[0] = 111.0  # past the window
     assert policy.next_delay(0, exc, 100.0) is None
     assert CallPolicy(retry_seconds=0).next_delay(0, exc, 0.0) is None
+
+
+def test_bad_rlm_llm_timeout_is_a_spec_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rlm_graph.models import ModelSpecError, resolve_model
+
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    monkeypatch.setenv("RLM_LLM_TIMEOUT", "soon")
+    with pytest.raises(ModelSpecError, match="RLM_LLM_TIMEOUT must be a number"):
+        resolve_model("openai/x")
+    monkeypatch.setenv("RLM_LLM_TIMEOUT", "7.5")
+    assert resolve_model("openai/x").request_timeout == 7.5  # type: ignore[attr-defined]

@@ -70,3 +70,39 @@ def test_weights_report_join_and_verify_progress(tmp_path: Path) -> None:
         parts, dest, sha256=digest.hexdigest(), size=total, on_progress=lambda *a: seen.append(a)
     )
     assert seen[-1] == ("verifying", total, total)
+
+
+STATUS_SCRIPT = """
+import time
+from rlm_graph.launch import startup_status
+
+with startup_status(quiet=False) as (say, on_progress):
+    say("Joining and verifying the local model's 1.1 GB of weights (first run only)...")
+    total = 1_100_000_000
+    for i in range(1, 11):
+        on_progress("joining", total * i // 10, total)
+        time.sleep(0.15)
+    say("Starting the llama.cpp server on 127.0.0.1...")
+    time.sleep(0.6)
+    say("Local model ready in 2.1 s.")
+"""
+
+
+def test_status_line_and_progress_bar_on_a_terminal() -> None:
+    import os
+    import re
+    import sys
+
+    from tests.ptyrun import run_in_pty
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root), "TERM": "xterm", "COLUMNS": "120"}
+    screen = run_in_pty([sys.executable, "-c", STATUS_SCRIPT], cwd=root, env=env, timeout=60)
+    assert screen.returncode == 0, screen.text
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.text)  # colours and cursor moves
+    assert "Joining the weights" in text
+    # The byte counter advances: several distinct "N.N/1.1 GB" readings were drawn.
+    readings = set(re.findall(r"(\d+\.\d)/1\.1 GB", text))
+    assert len(readings) >= 3, readings
+    assert "━" in text  # the bar itself
+    assert "Starting the llama.cpp server" in text and "Local model ready in 2.1 s." in text
