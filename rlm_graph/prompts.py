@@ -268,10 +268,16 @@ def observation(
             body += f"\n{tip}"
         parts.append(f"{head}\n{body if body.strip() else EMPTY_OUTPUT_HINT}")
     if rejected_final:
+        # After a hint or an error the output shows no answer yet: do not invite one.
+        troubled = any(hint(r) or r["error"] for r in results)
         parts.append(
             "Your Final Answer was not accepted (it is removed from your reply above): it was "
-            "written before the code's output was seen. Read the output above, then reply with "
-            "Final Answer alone."
+            "written before the code's output was seen. "
+            + (
+                "The output above does not show the answer yet: fix the code first."
+                if troubled
+                else "Read the output above, then reply with Final Answer alone."
+            )
         )
     if repeated:
         parts.append(REPEATED_CODE)
@@ -311,6 +317,11 @@ FAILED_SEARCH_ANSWER = (
     "Your Final Answer {answer!r} says the search failed, not what the answer is. Try another "
     "search: one distinctive word or name from the question, e.g. grep('name')."
 )
+EMPTY_RESULT_ANSWER = (
+    "Your Final Answer {answer!r} is the empty result the hint above warned about: the pattern "
+    "or filter probably missed. Check it against real lines with grep(...) first; if you are "
+    "sure, reply with the same Final Answer again."
+)
 UNCONFIRMED_ANSWER = (
     "Your Final Answer {answer!r} does not appear in any output you have seen. If you are sure, "
     "reply with the same Final Answer again; otherwise check it with code first."
@@ -336,7 +347,7 @@ HINT_EMPTY = (
     "the data. Search for one distinctive word or name from the question, not a whole phrase "
     "(the data may word it differently), e.g. grep('name'), then fix the code."
 )
-_EMPTY_VALUES = {"0", "0.0", "[]", "{}", "()", "set()", "none", "no match", "''", '""'}
+EMPTY_VALUES = {"0", "0.0", "[]", "{}", "()", "set()", "none", "no match", "''", '""'}
 
 
 def hint(result: BlockResult) -> str | None:
@@ -354,7 +365,7 @@ def hint(result: BlockResult) -> str | None:
     if not error and not result["timed_out"]:
         # The last value printed is usually the block's result.
         values = [v.strip().lower() for v in result["output"].splitlines() if v.strip()]
-        if values and (values[-1] in _EMPTY_VALUES or values[-1].startswith("grep: no line")):
+        if values and (values[-1] in EMPTY_VALUES or values[-1].startswith("grep: no line")):
             return HINT_EMPTY
     return None
 

@@ -143,9 +143,10 @@ def reply_update(
     update["premature_answer"] = final
     if final is not None and not parsed.code_blocks:
         unchecked = state.get("check_answers") and not state.get("answer_checked")
-        if unchecked and not grounded(final, state["messages"]):
-            # Asked once per run: a small model's guess written before any output showed it.
-            update["feedback"] = prompts.UNCONFIRMED_ANSWER.format(answer=final)
+        doubt = doubted(final, state["messages"]) if unchecked else None
+        if doubt is not None:
+            # Asked once per run: a small model's guess, or the empty result a hint flagged.
+            update["feedback"] = doubt.format(answer=final)
             update["answer_checked"] = True
         else:
             update.update(answer=final, stopped_reason="final_answer")
@@ -166,6 +167,15 @@ _NUMBER = re.compile(r"-?\d+(?:[.,]\d+)*")
 def is_placeholder(answer: str) -> bool:
     """Whether a Final Answer is a template's placeholder (``<answer>``, ``...``) or empty."""
     return not answer.strip() or bool(_PLACEHOLDER.match(answer))
+
+
+def doubted(answer: str, messages: list[Any]) -> str | None:
+    """Why a short Final Answer should be checked once, or None: it repeats the empty result
+    the last observation's hint flagged, or no observation showed it."""
+    last = str(messages[-1].content) if messages and isinstance(messages[-1], HumanMessage) else ""
+    if prompts.HINT_EMPTY in last and answer.strip().strip(".").lower() in prompts.EMPTY_VALUES:
+        return prompts.EMPTY_RESULT_ANSWER
+    return None if grounded(answer, messages) else prompts.UNCONFIRMED_ANSWER
 
 
 def grounded(answer: str, messages: list[Any]) -> bool:

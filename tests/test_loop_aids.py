@@ -190,3 +190,22 @@ def test_an_answer_saying_the_search_failed_is_refused(failed: str) -> None:
     out, seen = _run([final(failed), final("4417")])
     assert out["answer"] == "4417" and out["iterations"] == 2
     assert "says the search failed" in last_text(seen[1])
+
+
+def test_a_small_models_empty_result_answer_is_questioned_once() -> None:
+    # the count is 0 because the filter missed; the hint said so; the model answers 0 anyway
+    out, seen = _run(
+        [code("print(context.count('zzz'))"), final("0"), final("0")], tags=[SMALL_MODEL_TAG]
+    )
+    assert out["answer"] == "0" and out["iterations"] == 3
+    assert "the empty result the hint above warned about" in last_text(seen[2])
+
+
+def test_an_early_answer_after_a_failed_block_is_not_invited() -> None:
+    reply = code("print(context.count('zzz'))") + "\nFinal Answer: 0"
+    _, seen = _run([reply, final("3")])
+    observation = last_text(seen[1])
+    assert "does not show the answer yet" in observation
+    assert "reply with Final Answer alone" not in observation
+    _, seen = _run([code("print(context.count('4417'))") + "\nFinal Answer: 3", final("3")])
+    assert "reply with Final Answer alone" in last_text(seen[1])
