@@ -13,11 +13,13 @@ from langchain_core.language_models import BaseChatModel
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
 
 from rlm_graph.context import context_class_with_defaults
 from rlm_graph.executor import ExecutorFactory, sandbox_executor
 from rlm_graph.model_choice import ModelChoice
 from rlm_graph.nodes import Loop
+from rlm_graph.payload_store import store_for
 from rlm_graph.state import InputState, OutputState, State
 from rlm_graph.steps import LoopNode
 
@@ -30,6 +32,7 @@ def build_graph(
     *,
     checkpointer: BaseCheckpointSaver | bool | None = None,
     executor: ExecutorFactory | None = None,
+    store: BaseStore | None = None,
     **settings: Any,
 ) -> Graph:
     """Build the compiled RLM graph (named ``"rlm"``).
@@ -45,7 +48,13 @@ def build_graph(
     prompt. ``executor`` makes the REPL of each run (default: the real sandbox; see
     :mod:`rlm_graph.executor`).
 
-    Input ``{"query": str, "context"?: payload}``; output ``answer``, ``usage``,
+    The payload is kept out of state: stored once by content hash in ``store`` (a LangGraph
+    ``BaseStore``; default: one in the same database as a SQLite or Postgres
+    ``checkpointer``, else the store the LangGraph server provides, else this graph's memory),
+    and state keeps only its reference (:mod:`rlm_graph.payload_store`).
+
+    Input ``{"query": str, "context"?: payload}`` (or ``"context_file": path`` instead of
+    ``context``); output ``answer``, ``usage``,
     ``iterations``, ``stopped_reason`` and ``messages``.
     """
     for name, value in (("model", model), ("sub_model", sub_model)):
@@ -76,7 +85,9 @@ def build_graph(
     builder.add_edge("start", "think")
     builder.add_edge("execute", "observe")
     builder.add_edge("finish", END)
-    graph = builder.compile(name="rlm", checkpointer=checkpointer)
+    if store is None and checkpointer not in (None, True, False):
+        store = store_for(checkpointer)
+    graph = builder.compile(name="rlm", checkpointer=checkpointer, store=store)
     loop.graph = graph
     return graph
 

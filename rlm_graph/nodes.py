@@ -34,12 +34,14 @@ from rlm_graph.describe import payload_chars, payload_type
 from rlm_graph.events import preview
 from rlm_graph.executor import Executor, ExecutorFactory, ExecutorSpec
 from rlm_graph.host_functions import HostFunctions
-from rlm_graph.inputs import validate_input
+from rlm_graph.inputs import InputError, validate_input
+from rlm_graph.journal import RecordingHandlers, entry_of, replay
 from rlm_graph.model_calls import message_text
 from rlm_graph.model_choice import ModelChoice
 from rlm_graph.model_profile import default_output_chars, use_compact_prompt
+from rlm_graph.payload_store import Payloads, read_context_file
 from rlm_graph.runs import Run, RunTable, current_iteration, new_id
-from rlm_graph.state import BlockResult, State, Usage, add_usage
+from rlm_graph.state import BlockResult, JournalEntry, PayloadRef, State, Usage, add_usage
 from rlm_graph.steps import ModelCall, RunBlock, Step
 from rlm_graph.updates import (
     answer_update,
@@ -66,6 +68,11 @@ class Loop:
     runs: RunTable = field(default_factory=RunTable)
     #: The compiled graph these nodes belong to (set by ``build_graph``): ``rlm_query`` runs it.
     graph: CompiledStateGraph[Any, Any, Any, Any] | None = None
+    #: The runs' payloads, by reference, in the run's store (or this graph's memory).
+    payloads: Payloads = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.payloads = Payloads(lambda: get_runtime(Context).store)
 
     # ---- what every node needs ----------------------------------------------------------
 
@@ -81,19 +88,51 @@ class Loop:
         """The run's live objects; re-opened when this process has none (a run resumed from a
         checkpoint elsewhere gets a fresh budget and, at its next block, a fresh executor)."""
         run = self.runs.find(state["run_id"])
-        return run or self.runs.open(state["run_id"], get_config(), self.settings())
+        if run is not None:
+            return run
+        run = self.runs.open(state["run_id"], get_config(), self.settings())
+        spent = state.get("tree_spent")
+        if run.is_root and spent:
+            run.budget.restore(spent)  # the tree's spend continues across processes
+        return run
+
+    def spent(self, run: Run) -> dict[str, Any]:
+        """The tree budget's spend for state (kept by the root run only)."""
+        return {"tree_spent": run.budget.snapshot()} if run.is_root else {}
 
     def release(self, state: Any) -> None:
         """Close the run's live objects after a node failed (cancellation included)."""
         if isinstance(state, dict) and state.get("run_id"):
             self.runs.close(state["run_id"])
+            self.payloads.release(state.get("payload"))
+
+    def input_payload(self, state: State) -> tuple[Any, PayloadRef]:
+        """The run's payload and its stored reference, from ``context``, ``context_file`` or
+        ``context_ref`` (default: the query itself). Stored once; state keeps the reference."""
+        ref = state.get("context_ref")
+        if ref:
+            return self.payloads.get(ref), ref
+        path = state.get("context_file")
+        if path:
+            try:
+                payload: Any = read_context_file(path)
+            except OSError as exc:
+                raise InputError(f"cannot read context_file: {exc}") from None
+        else:
+            payload = state.get("context")
+            if payload is None:
+                payload = state.get("query")
+            validate_input(state.get("query"), payload)
+            if isinstance(payload, tuple):
+                payload = list(payload)
+        return payload, self.payloads.put(payload)
 
     # ---- nodes ---------------------------------------------------------------------------
 
     def start(self, state: State) -> dict[str, Any]:
         """Validate input and settings (before any model call), open the run, build the prompt."""
-        query, payload = state.get("query"), state.get("context")
-        validate_input(query, payload)
+        query = state.get("query")
+        validate_input(query, None)
         assert isinstance(query, str)
         ctx = self.settings()
         root_model = self.models.root(ctx)  # provider/key errors surface now, before any call
@@ -104,13 +143,12 @@ class Loop:
             check_available()  # one-line SandboxError now rather than after the first call
         config = get_config()
         run_id = (config.get("configurable") or {}).get("rlm_run_id") or new_id()
+        payload, ref = self.input_payload(state)
         run = self.runs.open(run_id, config, ctx)
-        update: dict[str, Any] = {}
-        if payload is None or isinstance(payload, tuple):
-            # The query is the payload when none is given; a tuple is stored as the list it
-            # reads as. Otherwise "context" is not rewritten: a checkpointer would store it again.
-            payload = query if payload is None else list(payload)
-            update["context"] = payload
+        # The payload leaves state here: later checkpoints and node spans carry only `ref`.
+        update: dict[str, Any] = {"payload": ref, "journal": None, "replay_note": None}
+        if state.get("context") is not None:
+            update["context"] = None
         run.emit(
             "run_start",
             0,
@@ -127,7 +165,8 @@ class Loop:
             remaining=run.budget.remaining(),
             compact=use_compact_prompt(ctx.prompt_style, root_model),
         )
-        return {**update, **fresh_state(run.info.run_id, system, query, payload)}
+        fresh = fresh_state(run.info.run_id, system, query, payload)
+        return {**update, **fresh, **self.spent(run)}
 
     def think(self, state: State) -> Body:
         """Ask the root model for the next step."""
@@ -138,10 +177,11 @@ class Loop:
         try:
             reply, usage = yield ModelCall(run.budget, self.models.root(run.ctx), state["messages"])
         except BudgetExhausted:
-            return route_after_think({"stopped_reason": "budget"})
+            return route_after_think({"stopped_reason": "budget", **self.spent(run)})
         text = message_text(reply)
         seconds = time.monotonic() - began
-        return route_after_think(reply_update(run, state, iteration, text, usage, seconds))
+        update = reply_update(run, state, iteration, text, usage, seconds)
+        return route_after_think({**update, **self.spent(run)})
 
     def execute(self, state: State) -> Body:
         """Run the reply's code blocks in order in the run's executor (sub-calls happen here)."""
@@ -149,17 +189,26 @@ class Loop:
         iteration = state["iterations"]
         token = current_iteration.set(iteration)  # for events from the handler threads
         try:
+            fresh = run.executor is None
             executor = self.executor_of(run, state)
+            note = state.get("replay_note")
+            if fresh and state.get("journal"):  # no live REPL: rebuild it from the record
+                note = yield from replay(executor, run.handlers, state["journal"])
             results: list[BlockResult] = []
+            entries: list[JournalEntry] = []
             for index, code in enumerate(state["code_blocks"]):
                 run.emit("code", iteration, index=index, code=code)
+                run.handlers.begin_block()
                 outcome = yield RunBlock(executor, code)
                 results.append(record_result(run, iteration, index, outcome))
+                entries.append(entry_of(iteration, index, code, outcome, run.handlers.calls()))
                 if outcome.final_answer is not None:
                     break  # later blocks are skipped
         finally:
             current_iteration.reset(token)
-        return {"results": results, "usage": add_usage(state["usage"], run.take_usage())}
+        usage = add_usage(state["usage"], run.take_usage())
+        update = {"results": results, "usage": usage, "journal": entries, "replay_note": note}
+        return {**update, **self.spent(run)}
 
     def observe(self, state: State) -> Command[Any]:
         """Turn the results into the next message, or stop: answer given, replies or budget out."""
@@ -180,12 +229,15 @@ class Loop:
                 max_iterations=run.ctx.max_iterations,
                 repeated=repeats_previous_reply(state),
             )
+        if state.get("replay_note"):
+            message = f"{state['replay_note']}\n\n{message}"
         best = state["premature_answer"] or last_output(results) or state.get("best_answer")
         update: dict[str, Any] = {
             "messages": [HumanMessage(message)],
             "results": [],
             "code_blocks": [],
             "best_answer": best,
+            "replay_note": None,
         }
         if state["iterations"] >= run.ctx.max_iterations:
             update["stopped_reason"] = "max_iterations"
@@ -207,7 +259,10 @@ class Loop:
                 reply = None
         update = answer_update(run, state, ask, reply)
         self.runs.close(run.info.run_id)
-        return update
+        self.payloads.release(state.get("payload"))
+        # A later run on this thread must not see this run's payload or its record.
+        cleared = {"payload": None, "context_file": None, "context_ref": None}
+        return {**update, **cleared, **self.spent(run)}
 
     # ---- the executor ----------------------------------------------------------------------
 
@@ -216,11 +271,16 @@ class Loop:
         tree's deadline (at least 1 s, so the block can still report)."""
         if run.executor is None:
             assert self.graph is not None, "Loop.graph is set by build_graph"
-            host = HostFunctions(run, self.graph, lambda: self.models.sub(run.ctx))
+            host = HostFunctions(
+                run, self.graph, lambda: self.models.sub(run.ctx), put_payload=self.payloads.put
+            )
+            run.handlers = RecordingHandlers(host.as_dict())
+            ref = state.get("payload")
+            payload = self.payloads.get(ref) if ref else None
             spec = ExecutorSpec(
-                payload=state["context"],
+                payload=payload,
                 query=state["query"],
-                handlers=host.as_dict(),
+                handlers=run.handlers.as_dict(),
                 mode=run.ctx.sandbox,
                 exec_timeout=run.ctx.exec_timeout,
                 max_output_chars=output_chars(run.ctx),

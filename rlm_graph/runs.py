@@ -43,6 +43,8 @@ class Run:
     budget: Budget
     ctx: Context
     executor: Any = None
+    #: The executor's sub-call handlers (a :class:`rlm_graph.journal.RecordingHandlers`).
+    handlers: Any = None
     started: float = dataclasses.field(default_factory=time.monotonic)
     _pending: Usage = dataclasses.field(default_factory=empty_usage)
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)

@@ -184,7 +184,7 @@ def test_build_graph_takes_exactly_the_context_settings() -> None:
     fields = {f.name: f.default for f in dataclasses.fields(Context)}
     params = inspect.signature(build_graph).parameters
     # The settings are not redeclared: they arrive as **settings and are checked by the schema.
-    assert set(params) == {"model", "sub_model", "checkpointer", "executor", "settings"}
+    assert set(params) == {"model", "sub_model", "checkpointer", "executor", "store", "settings"}
     graph = build_graph(**{k: v for k, v in fields.items() if k not in ("model", "sub_model")})
     schema = graph.get_context_jsonschema()
     assert schema is not None
