@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 SandboxMode = Literal["process", "strict"]
 PromptStyle = Literal["auto", "full", "compact"]
+ApproveMode = Literal["code", "subcalls"]
 
 Check = tuple[Callable[[Any], bool], str]
 
@@ -123,6 +124,20 @@ class Context:
     max_seconds: float | None = setting(
         None,
         "Wall-clock deadline in seconds for the whole tree. Empty = none.",
+        _at_least(0, strict=True, optional=True),
+    )
+
+    approve: ApproveMode | None = setting(
+        None,
+        "Pause for a human before code runs (LangGraph interrupt; resume with approve, edit "
+        "or reject): 'code' = every reply's code at every depth, 'subcalls' = only the code "
+        "of child runs (rlm_query). Empty = never.",
+        ((lambda v: v in (None, "code", "subcalls")), "must be 'code', 'subcalls' or empty"),
+    )
+    sandbox_ttl: float | None = setting(
+        None,
+        "Seconds a paused run (waiting for approval) keeps its sandbox; then the sandbox is "
+        "closed and the next resume rebuilds it by replaying the run's code. Empty = kept.",
         _at_least(0, strict=True, optional=True),
     )
 

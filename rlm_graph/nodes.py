@@ -27,21 +27,21 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import get_runtime
 from langgraph.types import Command
 
-from rlm_graph import prompts
+from rlm_graph import approval, idle, prompts
 from rlm_graph.budget import BudgetExhausted
 from rlm_graph.context import Context, resolve_context
 from rlm_graph.describe import payload_chars, payload_type
 from rlm_graph.events import preview
 from rlm_graph.executor import Executor, ExecutorFactory, ExecutorSpec
 from rlm_graph.host_functions import HostFunctions
-from rlm_graph.inputs import InputError, validate_input
+from rlm_graph.inputs import validate_input
 from rlm_graph.journal import RecordingHandlers, entry_of, replay
 from rlm_graph.model_calls import message_text
 from rlm_graph.model_choice import ModelChoice
 from rlm_graph.model_profile import default_output_chars, use_compact_prompt
-from rlm_graph.payload_store import Payloads, read_context_file
+from rlm_graph.payload_store import Payloads, input_payload
 from rlm_graph.runs import Run, RunTable, current_iteration, new_id
-from rlm_graph.state import BlockResult, JournalEntry, PayloadRef, State, Usage, add_usage
+from rlm_graph.state import BlockResult, JournalEntry, State, Usage, add_usage
 from rlm_graph.steps import ModelCall, RunBlock, Step
 from rlm_graph.updates import (
     answer_update,
@@ -106,27 +106,6 @@ class Loop:
             self.runs.close(state["run_id"])
             self.payloads.release(state.get("payload"))
 
-    def input_payload(self, state: State) -> tuple[Any, PayloadRef]:
-        """The run's payload and its stored reference, from ``context``, ``context_file`` or
-        ``context_ref`` (default: the query itself). Stored once; state keeps the reference."""
-        ref = state.get("context_ref")
-        if ref:
-            return self.payloads.get(ref), ref
-        path = state.get("context_file")
-        if path:
-            try:
-                payload: Any = read_context_file(path)
-            except OSError as exc:
-                raise InputError(f"cannot read context_file: {exc}") from None
-        else:
-            payload = state.get("context")
-            if payload is None:
-                payload = state.get("query")
-            validate_input(state.get("query"), payload)
-            if isinstance(payload, tuple):
-                payload = list(payload)
-        return payload, self.payloads.put(payload)
-
     # ---- nodes ---------------------------------------------------------------------------
 
     def start(self, state: State) -> dict[str, Any]:
@@ -143,7 +122,7 @@ class Loop:
             check_available()  # one-line SandboxError now rather than after the first call
         config = get_config()
         run_id = (config.get("configurable") or {}).get("rlm_run_id") or new_id()
-        payload, ref = self.input_payload(state)
+        payload, ref = input_payload(state, self.payloads)
         run = self.runs.open(run_id, config, ctx)
         # The payload leaves state here: later checkpoints and node spans carry only `ref`.
         update: dict[str, Any] = {"payload": ref, "journal": None, "replay_note": None}
@@ -184,9 +163,22 @@ class Loop:
         return route_after_think({**update, **self.spent(run)})
 
     def execute(self, state: State) -> Body:
-        """Run the reply's code blocks in order in the run's executor (sub-calls happen here)."""
+        """Run the reply's code blocks (after review, if the settings ask for it); a paused
+        run gives its sandbox back after ``sandbox_ttl``."""
         run = self.live(state)
+        idle.unpark(run)
+        try:
+            return (yield from self._execute(run, state))
+        except GraphBubbleUp:  # paused (an interrupt here or in a child): the TTL starts
+            idle.park(run, run.ctx.sandbox_ttl)
+            raise
+
+    def _execute(self, run: Run, state: State) -> Body:
         iteration = state["iterations"]
+        checked = approval.review(run, state, self.runs)  # may pause the run here
+        if checked.rejection is not None:
+            result = record_result(run, iteration, 0, approval.Rejected(checked.rejection))
+            return {"results": [result], "journal": [], **self.spent(run)}
         token = current_iteration.set(iteration)  # for events from the handler threads
         try:
             fresh = run.executor is None
@@ -196,7 +188,7 @@ class Loop:
                 note = yield from replay(executor, run.handlers, state["journal"])
             results: list[BlockResult] = []
             entries: list[JournalEntry] = []
-            for index, code in enumerate(state["code_blocks"]):
+            for index, code in enumerate(checked.blocks):
                 run.emit("code", iteration, index=index, code=code)
                 run.handlers.begin_block()
                 outcome = yield RunBlock(executor, code)
@@ -207,6 +199,7 @@ class Loop:
         finally:
             current_iteration.reset(token)
         usage = add_usage(state["usage"], run.take_usage())
+        note = "\n\n".join(n for n in (note, checked.note) if n) or None
         update = {"results": results, "usage": usage, "journal": entries, "replay_note": note}
         return {**update, **self.spent(run)}
 

@@ -18,7 +18,7 @@ import hashlib
 import json
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from langgraph.store.base import BaseStore
 from langgraph.store.memory import InMemoryStore
 
 from rlm_graph.describe import payload_chars, payload_type
+from rlm_graph.inputs import InputError, validate_input
 from rlm_graph.state import PayloadRef
 
 NAMESPACE = ("rlm_graph", "payloads")
@@ -108,6 +109,28 @@ class Payloads:
                 return
             del self._holders[ref["hash"]]
         self._memory.delete(NAMESPACE, ref["hash"])
+
+
+def input_payload(state: Mapping[str, Any], payloads: Payloads) -> tuple[Any, PayloadRef]:
+    """The run's payload and its stored reference, from ``context``, ``context_file`` or
+    ``context_ref`` (default: the query itself). Stored once; state keeps the reference."""
+    ref = state.get("context_ref")
+    if ref:
+        return payloads.get(ref), ref
+    path = state.get("context_file")
+    if path:
+        try:
+            payload: Any = read_context_file(path)
+        except OSError as exc:
+            raise InputError(f"cannot read context_file: {exc}") from None
+    else:
+        payload = state.get("context")
+        if payload is None:
+            payload = state.get("query")
+        validate_input(state.get("query"), payload)
+        if isinstance(payload, tuple):
+            payload = list(payload)
+    return payload, payloads.put(payload)
 
 
 def store_for(checkpointer: Any) -> BaseStore | None:

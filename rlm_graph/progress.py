@@ -427,7 +427,7 @@ def choose_progress(builder: TraceBuilder, *, quiet: bool = False) -> Progress:
 
 def stream_with_progress(
     graph: Any,
-    payload: Mapping[str, Any],
+    payload: Mapping[str, Any] | None,
     builder: TraceBuilder,
     progress: Progress,
     *,
@@ -444,7 +444,10 @@ def stream_with_progress(
     """
     result: dict[str, Any] = {}
     for namespace, mode, chunk in graph.stream(
-        dict(payload), stream_mode=["custom", "values"], subgraphs=True, **kwargs
+        None if payload is None else dict(payload),
+        stream_mode=["custom", "values"],
+        subgraphs=True,
+        **kwargs,
     ):
         if mode == "custom" and isinstance(chunk, dict):
             builder.add(chunk)

@@ -45,6 +45,8 @@ class Run:
     executor: Any = None
     #: The executor's sub-call handlers (a :class:`rlm_graph.journal.RecordingHandlers`).
     handlers: Any = None
+    #: Closes the executor of a paused run after its TTL (see :mod:`rlm_graph.idle`).
+    idle_timer: Any = None
     started: float = dataclasses.field(default_factory=time.monotonic)
     _pending: Usage = dataclasses.field(default_factory=empty_usage)
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
