@@ -39,7 +39,7 @@ from rlm_graph.journal import RecordingHandlers, entry_of, replay
 from rlm_graph.model_calls import message_text
 from rlm_graph.model_choice import ModelChoice
 from rlm_graph.model_profile import default_output_chars, use_compact_prompt
-from rlm_graph.payload_store import Payloads, input_payload
+from rlm_graph.payload_store import Offload, Payloads, input_payload
 from rlm_graph.runs import Run, RunTable, current_iteration, new_id
 from rlm_graph.state import BlockResult, JournalEntry, State, Usage, add_usage
 from rlm_graph.steps import ModelCall, RunBlock, Step
@@ -108,7 +108,7 @@ class Loop:
 
     # ---- nodes ---------------------------------------------------------------------------
 
-    def start(self, state: State) -> dict[str, Any]:
+    def start(self, state: State) -> Body:
         """Validate input and settings (before any model call), open the run, build the prompt."""
         query = state.get("query")
         validate_input(query, None)
@@ -122,7 +122,7 @@ class Loop:
             check_available()  # one-line SandboxError now rather than after the first call
         config = get_config()
         run_id = (config.get("configurable") or {}).get("rlm_run_id") or new_id()
-        payload, ref = input_payload(state, self.payloads)
+        payload, ref = yield from input_payload(state, self.payloads)
         run = self.runs.open(run_id, config, ctx)
         # The payload leaves state here: later checkpoints and node spans carry only `ref`.
         update: dict[str, Any] = {"payload": ref, "journal": None, "replay_note": None}
@@ -182,7 +182,10 @@ class Loop:
         token = current_iteration.set(iteration)  # for events from the handler threads
         try:
             fresh = run.executor is None
-            executor = self.executor_of(run, state)
+            ref = state.get("payload")
+            if fresh and ref:  # the payload, from the store (off the event loop)
+                payload = yield Offload(lambda: self.payloads.get(ref))
+            executor = self.executor_of(run, state, payload if fresh and ref else None)
             note = state.get("replay_note")
             if fresh and state.get("journal"):  # no live REPL: rebuild it from the record
                 note = yield from replay(executor, run.handlers, state["journal"])
@@ -259,7 +262,7 @@ class Loop:
 
     # ---- the executor ----------------------------------------------------------------------
 
-    def executor_of(self, run: Run, state: State) -> Executor:
+    def executor_of(self, run: Run, state: State, payload: Any) -> Executor:
         """The run's executor, started on its first block; its block time is capped by the
         tree's deadline (at least 1 s, so the block can still report)."""
         if run.executor is None:
@@ -268,8 +271,6 @@ class Loop:
                 run, self.graph, lambda: self.models.sub(run.ctx), put_payload=self.payloads.put
             )
             run.handlers = RecordingHandlers(host.as_dict())
-            ref = state.get("payload")
-            payload = self.payloads.get(ref) if ref else None
             spec = ExecutorSpec(
                 payload=payload,
                 query=state["query"],

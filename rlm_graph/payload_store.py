@@ -14,11 +14,13 @@ reference too (``context_file`` or ``context_ref``), so the root span need not c
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -111,16 +113,32 @@ class Payloads:
         self._memory.delete(NAMESPACE, ref["hash"])
 
 
-def input_payload(state: Mapping[str, Any], payloads: Payloads) -> tuple[Any, PayloadRef]:
+@dataclass(frozen=True)
+class Offload:
+    """A blocking step (store or file I/O): called in sync runs, run on a worker thread in
+    async ones (the server's store refuses sync calls from its event loop)."""
+
+    call: Callable[[], Any]
+
+    def run(self) -> Any:
+        return self.call()
+
+    async def arun(self) -> Any:
+        return await asyncio.to_thread(self.call)
+
+
+def input_payload(
+    state: Mapping[str, Any], payloads: Payloads
+) -> Generator[Offload, Any, tuple[Any, PayloadRef]]:
     """The run's payload and its stored reference, from ``context``, ``context_file`` or
     ``context_ref`` (default: the query itself). Stored once; state keeps the reference."""
     ref = state.get("context_ref")
     if ref:
-        return payloads.get(ref), ref
+        return (yield Offload(lambda: payloads.get(ref))), ref
     path = state.get("context_file")
     if path:
         try:
-            payload: Any = read_context_file(path)
+            payload: Any = yield Offload(lambda: read_context_file(path))
         except OSError as exc:
             raise InputError(f"cannot read context_file: {exc}") from None
     else:
@@ -130,7 +148,7 @@ def input_payload(state: Mapping[str, Any], payloads: Payloads) -> tuple[Any, Pa
         validate_input(state.get("query"), payload)
         if isinstance(payload, tuple):
             payload = list(payload)
-    return payload, payloads.put(payload)
+    return payload, (yield Offload(lambda: payloads.put(payload)))
 
 
 def store_for(checkpointer: Any) -> BaseStore | None:
