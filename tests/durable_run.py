@@ -48,6 +48,21 @@ def model(call_log: str, sleep: float, child: bool) -> FakeChatModel:
     return FakeChatModel(respond=respond)
 
 
+def _checkpointer(db: str) -> Any:
+    """SQLite for a path; Postgres (through a connection pool) for a postgresql:// URL."""
+    if not db.startswith("postgresql://"):
+        return SqliteSaver(sqlite3.connect(db, check_same_thread=False))
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from psycopg.rows import dict_row
+    from psycopg_pool import ConnectionPool
+
+    kwargs = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+    pool: Any = ConnectionPool(db, kwargs=kwargs, open=True, max_size=8)
+    saver = PostgresSaver(pool)
+    saver.setup()
+    return saver
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("db")
@@ -58,10 +73,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--sleep", type=float, default=3.0)
     p.add_argument("--max-llm-calls", type=int, default=None)
     args = p.parse_args(argv)
-    conn = sqlite3.connect(args.db, check_same_thread=False)
     graph = build_graph(
         model=model(args.call_log, args.sleep, args.child),
-        checkpointer=SqliteSaver(conn),
+        checkpointer=_checkpointer(args.db),
         max_llm_calls=args.max_llm_calls,
     )
     config: Any = {"configurable": {"thread_id": args.thread}}
