@@ -186,7 +186,9 @@ def _run(args: argparse.Namespace) -> int:
     payload: dict[str, Any] = {"query": args.query, **_context_input(args.context_file)}
     models = choose_models(args.model, args.sub_model)
     if args.no_checkpoint:
-        return _stream(args, _graph(models, settings, None), models, settings, payload, None)
+        # Approval needs a checkpointer to pause on: a memory one keeps nothing after exit.
+        memory, config = _memory_saver(settings), _one_off_thread(settings)
+        return _stream(args, _graph(models, settings, memory), models, settings, payload, config)
     from rlm_graph.threads import ThreadBook, ThreadInfo, new_thread_id
 
     book = _book(ThreadBook)
@@ -199,6 +201,18 @@ def _run(args: argparse.Namespace) -> int:
     graph = _graph(models, settings, book.checkpointer())
     config = {"configurable": {"thread_id": thread}}
     return _stream(args, graph, models, settings, payload, config)
+
+
+def _memory_saver(settings: dict[str, Any]) -> Any:
+    if not settings.get("approve"):
+        return None
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    return InMemorySaver()
+
+
+def _one_off_thread(settings: dict[str, Any]) -> dict[str, Any] | None:
+    return {"configurable": {"thread_id": "cli"}} if settings.get("approve") else None
 
 
 def _book(cls: Any) -> Any:
@@ -288,15 +302,7 @@ def _stream(
     error: str | None = None
     started = time.monotonic()
     try:
-        result = run_with_progress(
-            graph,
-            payload,
-            quiet=args.quiet,
-            builder=builder,
-            on_event=trace.event if trace else None,
-            latest=latest,
-            config=config,
-        )
+        result = _run_reviewed(graph, payload, config, args, builder, trace, latest)
         if "answer" not in result:
             raise RuntimeError("the graph finished without an answer")
     except BaseException as exc:
@@ -318,6 +324,37 @@ def _stream(
     else:
         print(result["answer"])
     return 0
+
+
+def _run_reviewed(
+    graph: Any,
+    payload: Any,
+    config: dict[str, Any] | None,
+    args: argparse.Namespace,
+    builder: Any,
+    trace: Any,
+    latest: dict[str, Any],
+) -> dict[str, Any]:
+    """Run the graph; each time it pauses for approval (``--approve``), ask on the terminal
+    and resume with the answer."""
+    from langgraph.types import Command
+
+    from rlm_graph.cli_review import ask, pending_review
+
+    while True:
+        result = run_with_progress(
+            graph,
+            payload,
+            quiet=args.quiet,
+            builder=builder,
+            on_event=trace.event if trace else None,
+            latest=latest,
+            config=config,
+        )
+        request = pending_review(graph, config)
+        if request is None:
+            return result
+        payload = Command(resume=ask(request, sys.stdin, sys.stderr))
 
 
 def _chars(context: Any) -> int | None:

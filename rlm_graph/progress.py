@@ -427,7 +427,7 @@ def choose_progress(builder: TraceBuilder, *, quiet: bool = False) -> Progress:
 
 def stream_with_progress(
     graph: Any,
-    payload: Mapping[str, Any] | None,
+    payload: Mapping[str, Any] | Any,
     builder: TraceBuilder,
     progress: Progress,
     *,
@@ -444,7 +444,7 @@ def stream_with_progress(
     """
     result: dict[str, Any] = {}
     for namespace, mode, chunk in graph.stream(
-        None if payload is None else dict(payload),
+        dict(payload) if isinstance(payload, Mapping) else payload,
         stream_mode=["custom", "values"],
         subgraphs=True,
         **kwargs,

@@ -5,10 +5,11 @@ block 3 answers x. Each call appends a line to $CALL_LOG (calls counted across p
 from __future__ import annotations
 
 import os
+import re
 
 from langchain_core.messages import BaseMessage
 
-from tests.fakes import FakeChatModel, code, turn
+from tests.fakes import FakeChatModel, code, final, last_text, turn
 
 
 def model() -> FakeChatModel:
@@ -25,5 +26,17 @@ def model() -> FakeChatModel:
         with open(os.environ["CALL_LOG"], "a") as f:
             f.write(f"{turn(messages)}\n")
         return replies[min(turn(messages), 2)]
+
+    return FakeChatModel(respond=respond)
+
+
+def printing_model() -> FakeChatModel:
+    """``print(41)``, then the first line of what was observed as the answer."""
+
+    def respond(messages: list[BaseMessage]) -> str:
+        if turn(messages) == 0:
+            return code("print(41)")
+        seen = re.search(r"Observation:\n(.*)", last_text(messages))
+        return final(seen.group(1) if seen else "nothing")
 
     return FakeChatModel(respond=respond)

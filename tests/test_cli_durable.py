@@ -11,6 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.test_cli import ROOT, SCRIPT, _env, run
 
 MODEL = "tests.cli_durable_models:model"
@@ -106,3 +108,24 @@ def test_sigkill_then_rlm_graph_resume_continues_with_the_repl(tmp_path: Path) -
     assert len(calls.read_text().splitlines()) == 3  # as many calls as an uninterrupted run
     conn = sqlite3.connect(_threads_db())
     assert conn.execute("SELECT count(*) FROM store").fetchone() == (1,)
+
+
+@pytest.mark.parametrize(
+    ("answer", "editor", "expected"),
+    [
+        ("y\n", None, "41"),
+        ("e\n", "sed -i s/41/99/", "99"),
+        ("n\nnot today\n", None, "A reviewer rejected this code; it did not run: not today"),
+    ],
+)
+@pytest.mark.parametrize("durable", [True, False])
+def test_approve_shows_the_code_and_asks(
+    answer: str, editor: str | None, expected: str, durable: bool
+) -> None:
+    flags = [] if durable else ["--no-checkpoint"]
+    env = {"EDITOR": editor} if editor else {}
+    proc = run("q?", "--model", "tests.cli_durable_models:printing_model", "--approve", "code",
+               *flags, stdin=answer, **env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == expected
+    assert "print(41)" in proc.stderr and "Run it? [y]es / [n]o / [e]dit:" in proc.stderr
