@@ -8,7 +8,7 @@ Figures (medians over ``--repeat`` runs, modes interleaved so that noise hits bo
 3. sandbox start: ``Sandbox(...)`` + ``start()`` + a first ``run("pass")``, process vs strict;
 4. per-block overhead: ``run("x = 1")`` on a started sandbox, process vs strict;
 5. restart: a block that kills its worker, until the fresh worker is ready, process vs strict;
-6. the worker's own confinement, ``_confine.apply()`` in a fresh process (part of every fork).
+6. the worker's own confinement, ``confine.apply()`` in a fresh process (part of every fork).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rlm_graph.sandbox import Sandbox, strict
 
-SANDBOX_DIR = Path(strict.__file__).resolve().parent
+SANDBOX_DIR = Path(strict.__file__).resolve().parent / "child"
 
 
 def _median_ms(samples: list[float]) -> float:
@@ -103,10 +103,10 @@ def restart_ms(repeat: int) -> dict[str, float]:
 
 
 def confine_apply_ms(repeat: int) -> float:
-    """Median ms of ``_confine.apply()`` alone, measured inside fresh processes."""
+    """Median ms of ``confine.apply()`` alone, measured inside fresh processes."""
     code = (
-        f"import sys, time; sys.path.insert(0, {str(SANDBOX_DIR)!r}); import _confine\n"
-        "t = time.perf_counter(); s = _confine.apply('.'); d = time.perf_counter() - t\n"
+        f"import sys, time; sys.path.insert(0, {str(SANDBOX_DIR)!r}); import confine\n"
+        "t = time.perf_counter(); s = confine.apply('.'); d = time.perf_counter() - t\n"
         "print(d if s['landlock'] and s['seccomp'] else -1)"
     )
     samples = []
@@ -147,7 +147,7 @@ def main() -> None:
     restarts = restart_ms(args.repeat)
     print(f"worker death + fresh worker, process:       {restarts['process']:8.1f} ms")
     print(f"worker death + fresh worker, strict:        {restarts['strict']:8.1f} ms")
-    print(f"_confine.apply() (Landlock + seccomp):      {confine_apply_ms(args.repeat):8.3f} ms")
+    print(f"confine.apply() (Landlock + seccomp):      {confine_apply_ms(args.repeat):8.3f} ms")
 
 
 if __name__ == "__main__":

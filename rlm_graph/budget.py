@@ -46,6 +46,15 @@ class Budget:
         self._reserved = 0
         self._usage = empty_usage()
 
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock the deadline is measured on."""
+        return self._clock
+
+    def deadline(self) -> float | None:
+        """The tree's ``max_seconds`` deadline on :attr:`clock`, or None."""
+        return None if self.max_seconds is None else self.started + self.max_seconds
+
     def elapsed(self) -> float:
         """Seconds since the tree started."""
         return self._clock() - self.started

@@ -2,7 +2,7 @@
 
 One flag per setting of :class:`rlm_graph.context.Context`, derived from the schema so the two
 cannot drift. Exit codes: 0 answered, 2 bad usage or input (checked before any model call),
-1 the run failed.
+1 the run failed (a model call that failed for good still prints the best answer known).
 """
 
 from __future__ import annotations
@@ -74,8 +74,6 @@ def _add_setting_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from rlm_graph import __version__
-
     p = _Parser(
         prog=PROG,
         description=(
@@ -93,6 +91,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="file whose text becomes `context` ('-' reads stdin); without it the query "
         "itself is the payload",
     )
+    p.add_argument(
+        "--decode-errors",
+        choices=["strict", "replace"],
+        default="strict",
+        help="a context that is not UTF-8 text (or holds NUL bytes) is an error (strict, the "
+        "default); 'replace' reads it anyway with U+FFFD for bad bytes",
+    )
     _add_setting_flags(p)
     _add_output_flags(p)
     p.add_argument(
@@ -104,7 +109,12 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-checkpoint", action="store_true", help="keep no checkpoints (cannot be resumed)"
     )
-    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    p.add_argument(
+        "--version",
+        action=_Version,
+        nargs=0,
+        help="print the version and which bubblewrap strict mode would run, then exit",
+    )
     return p
 
 
@@ -121,29 +131,49 @@ def _add_output_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
 
+class _Version(argparse.Action):
+    """``--version``: this package's version, and the bubblewrap strict mode would use."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> NoReturn:
+        from rlm_graph import __version__
+        from rlm_graph.sandbox.bwrap import bwrap_info
+
+        print(f"{PROG} {__version__}\nstrict sandbox: {bwrap_info()}")
+        parser.exit()
+
+
 def _err(message: str, stream: IO[str] | None = None) -> None:
-    first = " ".join(str(message).split()) or "unknown error"
+    from rlm_graph.terminal import safe_text
+
+    # Errors can quote model-written text (a provider's reply, a block's output).
+    first = safe_text(" ".join(str(message).split()), keep_newlines=False) or "unknown error"
     print(f"{PROG}: error: {first}", file=stream if stream is not None else sys.stderr)
 
 
-def _context_input(path: str | None) -> dict[str, Any]:
-    """The payload part of the input: stdin by value, a file by reference (``context_file``:
-    the run reads and stores it, so neither checkpoints nor traces carry it)."""
-    if path is None:
-        return {}
-    if path == "-":
-        return {"context": sys.stdin.read()}
-    p = Path(path)
-    if not p.exists():
-        raise UsageError(f"context file not found: {path}")
-    if not p.is_file():
-        raise UsageError(f"context file is not a regular file: {path}")
+def _read_context(args: argparse.Namespace) -> str | None:
+    if args.context_file is None:
+        return None
+    from rlm_graph.context_file import ContextFileError, read_context
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
     try:
-        with p.open("rb"):
-            pass
-    except OSError as exc:
-        raise UsageError(f"cannot read context file {path}: {exc.strerror or exc}") from exc
-    return {"context_file": str(p.resolve())}
+        return read_context(args.context_file, decode_errors=args.decode_errors, say=say)
+    except ContextFileError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _context_input(args: argparse.Namespace) -> dict[str, Any]:
+    """The payload part of the input: stdin by value, a file by reference (``context_file``:
+    the run reads and stores it, so neither checkpoints nor traces carry it). The file is
+    checked here first (UTF-8, not binary, not empty), as ``--decode-errors`` says."""
+    text = _read_context(args)
+    if text is None:
+        return {}
+    if args.context_file == "-":
+        return {"context": text}
+    return {"context_file": str(Path(args.context_file).resolve())}
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -183,7 +213,7 @@ def _check_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace) -> int:
     settings = _check_args(args)
-    payload: dict[str, Any] = {"query": args.query, **_context_input(args.context_file)}
+    payload: dict[str, Any] = {"query": args.query, **_context_input(args)}
     models = choose_models(args.model, args.sub_model)
     if args.no_checkpoint:
         # Approval needs a checkpointer to pause on: a memory one keeps nothing after exit.
@@ -285,6 +315,12 @@ def _stream(
 ) -> int:
     """Run (``payload``) or resume (``None``) the graph with progress; print the answer."""
     from rlm_graph.inputs import InputError
+    from rlm_graph.launch import local_specs, prepare_local, startup_status
+
+    with startup_status(quiet=args.quiet) as (say, on_progress):
+        # Start the local model now, with a status line, not silently in the first call.
+        for spec in local_specs(models.spec, models.sub_spec):
+            prepare_local(spec, say, on_progress)
     from rlm_graph.progress import TraceBuilder
     from rlm_graph.tracefile import TraceWriter
 
@@ -314,15 +350,22 @@ def _stream(
         raise
     finally:
         if trace is not None:
-            trace.close(result or latest, error)
+            trace.close(result or latest, error or result.get("error"))
+    keys = ("answer", "usage", "iterations", "stopped_reason", "error")
     if args.json:
-        out = {key: result.get(key) for key in ("answer", "usage", "iterations", "stopped_reason")}
+        out = {key: result.get(key) for key in keys}
+        if result.get("stopped_reason") == "error":
+            out["best_answer"] = result.get("best_answer")  # as in the JSON of a failed run
         out.update(model=models.spec, seconds=_since(started), runs=len(builder.runs))
         if config is not None:
             out["thread_id"] = config["configurable"]["thread_id"]
         _print_json(out)
     else:
-        print(result["answer"])
+        print(answer_for(sys.stdout, str(result["answer"])))
+    if result.get("stopped_reason") == "error":
+        # The answer above is the best one known; the model call that failed for good says why.
+        _err(str(result.get("error")))
+        return 1
     return 0
 
 
@@ -359,6 +402,14 @@ def _run_reviewed(
 
 def _chars(context: Any) -> int | None:
     return len(context) if isinstance(context, str) else None
+
+
+def answer_for(stream: IO[str], answer: str) -> str:
+    """The answer as printed on ``stream``: escaped control sequences on a terminal (the model
+    wrote it), unchanged into a pipe or file; ``--json`` always keeps it raw."""
+    from rlm_graph.terminal import safe_text
+
+    return safe_text(answer) if stream.isatty() else answer
 
 
 def _since(started: float) -> float:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 SandboxMode = Literal["process", "strict"]
 PromptStyle = Literal["auto", "full", "compact"]
 ApproveMode = Literal["code", "subcalls"]
+Strategy = Literal["auto", "rlm", "direct"]
 
 Check = tuple[Callable[[Any], bool], str]
 
@@ -98,6 +99,20 @@ class Context:
         "or any model tagged 'rlm:small-model'), full otherwise.",
         _one_of("auto", "full", "compact"),
     )
+    strategy: Strategy = setting(
+        "auto",
+        "'rlm': the REPL loop; 'direct': one call with the whole payload in the prompt; "
+        "'auto': direct when the payload fits the root model's window with room to spare "
+        "(a third of it), the loop otherwise (and always when the window is unknown).",
+        _one_of("auto", "rlm", "direct"),
+    )
+    window_tokens: int | None = setting(
+        None,
+        "Context window of the root model in tokens, for the direct strategy and for what the "
+        "prompt says llm_query can read. Empty = from the model's profile (the local model "
+        "reports its server's RLM_LOCAL_CTX), else unknown.",
+        _at_least(256, optional=True),
+    )
     sandbox: SandboxMode = setting(
         "process",
         "'process': isolated worker subprocess; 'strict': additionally bubblewrap/landlock "
@@ -127,6 +142,20 @@ class Context:
         _at_least(0, strict=True, optional=True),
     )
 
+    llm_timeout: float | None = setting(
+        None,
+        "Seconds one model call attempt may take; the tree's max_seconds deadline also stops a "
+        "call in flight. Empty = $RLM_LLM_TIMEOUT, else the model client's own timeout (120 s "
+        "for hosted providers, RLM_LOCAL_TIMEOUT for the local model).",
+        _at_least(0, strict=True, optional=True),
+    )
+    llm_retry_seconds: float = setting(
+        60.0,
+        "Seconds a failing model call (rate limit, 5xx, connection error, timeout) is retried "
+        "with exponential backoff and jitter, honouring retry-after; then the run ends with "
+        "stopped_reason 'error' and the best answer known. 0 = no retries.",
+        _at_least(0),
+    )
     approve: ApproveMode | None = setting(
         None,
         "Pause for a human before code runs (LangGraph interrupt; resume with approve, edit "

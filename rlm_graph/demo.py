@@ -166,10 +166,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     seconds = time.monotonic() - started
 
+    from rlm_graph.terminal import safe_text
+
     answer = str(result.get("answer", "")).strip()
     usage = result.get("usage") or {}
     ok = answer_matches(answer, task.expected)
-    print(f"Answer:   {answer}")
+    print(f"Answer:   {safe_text(answer)}")  # the model wrote it: no terminal sequences
     print(f"Expected: {task.expected}")
     print(f"Match:    {'yes' if ok else 'NO — the model answered wrongly (the run itself worked)'}")
     print(

@@ -48,6 +48,7 @@ class RunStartEvent(BaseEvent):
     query: str
     context_type: str
     context_chars: int
+    strategy: Literal["rlm", "direct"]
 
 
 class ModelReplyEvent(BaseEvent):
@@ -106,6 +107,7 @@ class FinalEvent(BaseEvent):
     answer: str
     stopped_reason: str
     iterations: int
+    error: str | None
 
 
 class RunEndEvent(BaseEvent):

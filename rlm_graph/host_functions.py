@@ -24,6 +24,9 @@ from rlm_graph.model_calls import call_model, message_text
 from rlm_graph.prompts import subcall_prompt
 from rlm_graph.runs import Run, new_id
 
+#: Tag of every sub-call's tracing run, however the sub-model was given (spec or instance).
+SUB_TAG = "rlm:sub"
+
 
 class HostFunctions:
     """``llm_query`` and ``rlm_query`` for one run; ``graph`` is the compiled graph the run
@@ -73,6 +76,10 @@ class HostFunctions:
                 child_input, self._child_config(child_id), context=dataclasses.asdict(run.ctx)
             )
             run.add_usage(out["usage"])
+            if out.get("stopped_reason") == "error":
+                # A child whose model failed for good: an exception for the code, as for
+                # llm_query (a batch slot says "Error: ...").
+                raise RuntimeError(f"child run failed: {out.get('error')}")
             outcome["answer"] = str(out["answer"])
         return str(outcome["answer"])
 
@@ -94,7 +101,9 @@ class HostFunctions:
     def _plain(self, prompt: str, *, function: Literal["llm_query", "rlm_query"]) -> str:
         with self._subcall("llm", function, prompt) as outcome:
             try:
-                reply, usage = call_model(self.run.budget, self.sub_model(), prompt)
+                reply, usage = call_model(
+                    self.run.budget, self.sub_model(), prompt, self.run.ctx, tags=[SUB_TAG]
+                )
             except BudgetExhausted as exc:
                 outcome.update(answer=f"Error: {exc}", error=str(exc))
             else:

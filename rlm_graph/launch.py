@@ -6,11 +6,12 @@ Errors the user can fix raise :class:`SetupError` (one line, exit code 2).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -74,9 +75,14 @@ def is_local(spec: str) -> bool:
     return spec == "local" or spec.startswith("local/")
 
 
-def prepare_local(spec: str, say: Callable[[str], None]) -> None:
+def prepare_local(
+    spec: str,
+    say: Callable[[str], None],
+    on_progress: Callable[[str, int, int], None] | None = None,
+) -> None:
     """Join/verify the weights and start the server up front, saying so, instead of silently
-    inside the first model call."""
+    inside the first model call. ``on_progress(what, done, total)`` follows the bytes joined
+    or verified."""
     from rlm_graph.local.server import LocalSettings, get_server
     from rlm_graph.local.weights import ensure_packaged_weights, packaged_weights_ready
 
@@ -84,12 +90,62 @@ def prepare_local(spec: str, say: Callable[[str], None]) -> None:
     if spec == "local":
         if not packaged_weights_ready():
             say("Joining and verifying the local model's 1.1 GB of weights (first run only)...")
-        path = ensure_packaged_weights()
+        path = ensure_packaged_weights(on_progress=on_progress)
     else:
         path = Path(spec.removeprefix("local/")).expanduser().resolve()
     say("Starting the llama.cpp server on 127.0.0.1...")
     get_server(path, LocalSettings.from_env()).ensure_started()
     say(f"Local model ready in {time.monotonic() - started:.1f} s.")
+
+
+def local_specs(*specs: str | None) -> list[str]:
+    """The distinct local model specs among ``specs`` (root and sub-model), in order."""
+    return list(dict.fromkeys(s for s in specs if s and is_local(s)))
+
+
+@contextlib.contextmanager
+def startup_status(*, quiet: bool) -> Iterator[tuple[Callable[[str], None], Any]]:
+    """``(say, on_progress)`` for :func:`prepare_local`: on a terminal a status line with a
+    spinner, a byte bar while weights are joined or verified, and the elapsed time; otherwise
+    plain lines on stderr (nothing when ``quiet``)."""
+    if quiet:
+        yield (lambda _: None), None
+        return
+    if not sys.stderr.isatty():
+        yield (lambda line: print(line, file=sys.stderr, flush=True)), None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    bar = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task("Preparing the local model", total=None)
+
+    def say(line: str) -> None:
+        bar.console.print(line)
+        bar.update(task, description=line.rstrip("."), total=None, completed=0)
+
+    def on_progress(what: str, done: int, total: int) -> None:
+        bar.update(
+            task, description=f"{what.capitalize()} the weights", total=total, completed=done
+        )
+
+    with bar:
+        yield say, on_progress
 
 
 def run_with_progress(

@@ -12,6 +12,9 @@ Specs:
 ``package.module:attribute``   a ``BaseChatModel`` instance or a zero-argument factory
 =============================  ==============================================================
 
+Every hosted client gets ``RLM_LLM_TIMEOUT`` (default 120 s) as its per-request timeout and no
+SDK retries: :mod:`rlm_graph.retry` bounds and retries calls the same way for every provider.
+
 Spec errors (unknown provider, missing key, missing file, local extra not installed) are raised
 by :func:`resolve_model` itself, before any model call. Every provider reports
 ``usage_metadata``, streaming included.
@@ -29,6 +32,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
 
 from rlm_graph.model_profile import SMALL_MODEL_TAG
+from rlm_graph.retry import env_timeout
 
 __all__ = [
     "DEFAULT_SPEC",
@@ -158,7 +162,15 @@ def _groq(name: str, tags: list[str]) -> BaseChatModel:
 
     key = _require_env("GROQ_API_KEY", "groq")
     # ChatGroq reads GROQ_API_BASE itself; it reports usage when streaming without options.
-    return ChatGroq(model=name, api_key=key, temperature=0, max_retries=2, tags=tags)  # type: ignore[arg-type]
+    # Retries: rlm_graph.retry (backoff honouring retry-after); the SDK's own are too short.
+    return ChatGroq(
+        model=name,
+        api_key=key,  # type: ignore[arg-type]
+        temperature=0,
+        max_retries=0,
+        timeout=env_timeout(),
+        tags=tags,
+    )
 
 
 def _ollama(name: str, tags: list[str]) -> BaseChatModel:
@@ -167,7 +179,14 @@ def _ollama(name: str, tags: list[str]) -> BaseChatModel:
     host = os.environ.get("OLLAMA_HOST", "").strip() or "http://127.0.0.1:11434"
     if "://" not in host:
         host = "http://" + host
-    return ChatOllama(model=name, base_url=host, temperature=0, tags=tags)
+    # The Ollama client has no timeout of its own: a hung server would hang the run.
+    return ChatOllama(
+        model=name,
+        base_url=host,
+        temperature=0,
+        tags=tags,
+        client_kwargs={"timeout": env_timeout()},
+    )
 
 
 def _openai_compatible(name: str, *, api_key: str, base_url: str | None, tags: list[str]) -> Any:
@@ -177,7 +196,8 @@ def _openai_compatible(name: str, *, api_key: str, base_url: str | None, tags: l
         api_key=api_key,  # type: ignore[arg-type]
         base_url=base_url,
         stream_usage=True,
-        max_retries=2,
+        max_retries=0,  # rlm_graph.retry retries, honouring retry-after
+        timeout=env_timeout(),
         tags=tags,
     )
 
@@ -212,7 +232,15 @@ def _import_model(spec: str) -> BaseChatModel:
     if isinstance(obj, BaseChatModel):
         return obj
     if callable(obj):
-        made = obj()
+        try:
+            made = obj()
+        except Exception as exc:  # e.g. a model class whose pydantic fields are missing
+            lines = str(exc).strip().splitlines()
+            raise ModelSpecError(
+                f"model factory {spec} failed: {type(exc).__name__}: "
+                f"{lines[0] if lines else 'no message'} (it must take no arguments and return "
+                "a BaseChatModel)"
+            ) from exc
         if isinstance(made, BaseChatModel):
             return made
         raise ModelSpecError(
@@ -316,5 +344,10 @@ def _local(path: str | None, tags: list[str]) -> BaseChatModel:
         max_retries=1,
         # Small model: the graph gives it the compact prompt and 2,000-char observations.
         tags=[*tags, SMALL_MODEL_TAG],
+        # Each of the server's parallel sequences gets ctx/parallel tokens: what one call reads.
+        profile={
+            "max_input_tokens": settings.ctx // max(1, settings.parallel),
+            "max_output_tokens": settings.max_tokens,
+        },
     )
     return model

@@ -32,20 +32,29 @@ from rlm_graph.budget import BudgetExhausted
 from rlm_graph.context import Context, resolve_context
 from rlm_graph.describe import payload_chars, payload_type
 from rlm_graph.events import preview
-from rlm_graph.executor import Executor, ExecutorFactory, ExecutorSpec
-from rlm_graph.host_functions import HostFunctions
+from rlm_graph.executor import ExecutorFactory
 from rlm_graph.inputs import validate_input
-from rlm_graph.journal import RecordingHandlers, entry_of, replay
+from rlm_graph.journal import entry_of
 from rlm_graph.model_calls import message_text
 from rlm_graph.model_choice import ModelChoice
-from rlm_graph.model_profile import default_output_chars, use_compact_prompt
-from rlm_graph.payload_store import Offload, Payloads, input_payload
+from rlm_graph.model_profile import (
+    default_output_chars,
+    readable_chars,
+    use_compact_prompt,
+    window_tokens,
+)
+from rlm_graph.payload_store import Payloads, input_payload
+from rlm_graph.rebuild import executor_for
+from rlm_graph.repl_helpers import prelude
+from rlm_graph.retry import DeadlineExceeded, ModelCallError
 from rlm_graph.runs import Run, RunTable, current_iteration, new_id
 from rlm_graph.state import BlockResult, JournalEntry, State, Usage, add_usage
 from rlm_graph.steps import ModelCall, RunBlock, Step
 from rlm_graph.updates import (
     answer_update,
+    direct_state,
     fresh_state,
+    goes_direct,
     last_output,
     output_chars,
     record_result,
@@ -128,13 +137,19 @@ class Loop:
         update: dict[str, Any] = {"payload": ref, "journal": None, "replay_note": None}
         if state.get("context") is not None:
             update["context"] = None
+        chars = payload_chars(payload)
+        direct = goes_direct(ctx.strategy, chars, ctx.window_tokens or window_tokens(root_model))
         run.emit(
             "run_start",
             0,
             query=preview(query),
             context_type=payload_type(payload),
-            context_chars=payload_chars(payload),
+            context_chars=chars,
+            strategy="direct" if direct else "rlm",
         )
+        if direct:
+            return {**update, **direct_state(run.info.run_id, query, payload)}
+        compact = use_compact_prompt(ctx.prompt_style, root_model)
         system = prompts.system_prompt(
             depth=run.info.depth,
             max_depth=ctx.max_depth,
@@ -142,10 +157,17 @@ class Loop:
             max_output_chars=output_chars(ctx),
             max_concurrency=ctx.max_concurrency,
             remaining=run.budget.remaining(),
-            compact=use_compact_prompt(ctx.prompt_style, root_model),
+            compact=compact,
+            sub_chars=self.sub_chars(ctx),
         )
-        fresh = fresh_state(run.info.run_id, system, query, payload)
+        # A small model's guessed answer is questioned once (the compact prompt's audience).
+        fresh = fresh_state(run.info.run_id, system, query, payload, check_answers=compact)
         return {**update, **fresh, **self.spent(run)}
+
+    def sub_chars(self, ctx: Context) -> int:
+        """Characters ``llm_query`` can be given: from the sub-model's window, else the
+        ``window_tokens`` setting, else a generous default."""
+        return readable_chars(window_tokens(self.models.sub(ctx)) or ctx.window_tokens)
 
     def think(self, state: State) -> Body:
         """Ask the root model for the next step."""
@@ -154,9 +176,15 @@ class Loop:
         run.emit("iteration_start", iteration)
         began = time.monotonic()
         try:
-            reply, usage = yield ModelCall(run.budget, self.models.root(run.ctx), state["messages"])
-        except BudgetExhausted:
-            return route_after_think({"stopped_reason": "budget", **self.spent(run)})
+            reply, usage = yield ModelCall(
+                run.budget, self.models.root(run.ctx), state["messages"], run.ctx
+            )
+        except BudgetExhausted as exc:
+            update = {"stopped_reason": "budget", "error": _in_flight(exc)}
+            return route_after_think({**update, **self.spent(run)})
+        except ModelCallError as exc:  # after its retries: keep what the run learned
+            update = {"stopped_reason": "error", "error": str(exc)}
+            return route_after_think({**update, **self.spent(run)})
         text = message_text(reply)
         seconds = time.monotonic() - began
         update = reply_update(run, state, iteration, text, usage, seconds)
@@ -181,14 +209,16 @@ class Loop:
             return {"results": [result], "journal": [], **self.spent(run)}
         token = current_iteration.set(iteration)  # for events from the handler threads
         try:
-            fresh = run.executor is None
-            ref = state.get("payload")
-            if fresh and ref:  # the payload, from the store (off the event loop)
-                payload = yield Offload(lambda: self.payloads.get(ref))
-            executor = self.executor_of(run, state, payload if fresh and ref else None)
-            note = state.get("replay_note")
-            if fresh and state.get("journal"):  # no live REPL: rebuild it from the record
-                note = yield from replay(executor, run.handlers, state["journal"])
+            assert self.graph is not None, "Loop.graph is set by build_graph"
+            executor, note = yield from executor_for(
+                run,
+                state,
+                payloads=self.payloads,
+                graph=self.graph,
+                sub_model=lambda: self.models.sub(run.ctx),
+                factory=self.executor_factory,
+                prelude=prelude(self.sub_chars(run.ctx)),
+            )
             results: list[BlockResult] = []
             entries: list[JournalEntry] = []
             for index, code in enumerate(checked.blocks):
@@ -216,7 +246,7 @@ class Loop:
                 {"answer": done, "stopped_reason": "final_answer", "results": []}
             )
         if not state["code_blocks"]:
-            message = prompts.CORRECTION
+            message = state.get("feedback") or prompts.CORRECTION
         else:
             message = prompts.observation(
                 results,
@@ -244,45 +274,27 @@ class Loop:
     def finish(self, state: State) -> Body:
         """Produce the answer (forcing one when none was given), close the run, report."""
         run = self.live(state)
-        needs_answer = not state.get("answer") and state.get("stopped_reason") != "budget"
+        stopped = state.get("stopped_reason")
+        needs_answer = not state.get("answer") and stopped not in ("budget", "error")
         ask = HumanMessage(prompts.FORCED_ANSWER)
         reply: tuple[Any, Usage] | None = None
+        failed: tuple[str, str | None] | None = None
         if needs_answer and not run.budget.exhausted():
             model = self.models.root(run.ctx)
             try:
-                reply = yield ModelCall(run.budget, model, [*state["messages"], ask])
-            except BudgetExhausted:
-                reply = None
-        update = answer_update(run, state, ask, reply)
+                reply = yield ModelCall(run.budget, model, [*state["messages"], ask], run.ctx)
+            except BudgetExhausted as exc:
+                failed = ("budget", _in_flight(exc))
+            except ModelCallError as exc:
+                failed = ("error", str(exc))
+        update = answer_update(run, state, ask, reply, failed)
         self.runs.close(run.info.run_id)
         self.payloads.release(state.get("payload"))
         # A later run on this thread must not see this run's payload or its record.
         cleared = {"payload": None, "context_file": None, "context_ref": None}
         return {**update, **cleared, **self.spent(run)}
 
-    # ---- the executor ----------------------------------------------------------------------
 
-    def executor_of(self, run: Run, state: State, payload: Any) -> Executor:
-        """The run's executor, started on its first block; its block time is capped by the
-        tree's deadline (at least 1 s, so the block can still report)."""
-        if run.executor is None:
-            assert self.graph is not None, "Loop.graph is set by build_graph"
-            host = HostFunctions(
-                run, self.graph, lambda: self.models.sub(run.ctx), put_payload=self.payloads.put
-            )
-            run.handlers = RecordingHandlers(host.as_dict())
-            spec = ExecutorSpec(
-                payload=payload,
-                query=state["query"],
-                handlers=run.handlers.as_dict(),
-                mode=run.ctx.sandbox,
-                exec_timeout=run.ctx.exec_timeout,
-                max_output_chars=output_chars(run.ctx),
-                max_concurrency=run.ctx.max_concurrency,
-                passthrough_exceptions=(GraphBubbleUp,),
-            )
-            run.executor = self.executor_factory(spec)
-        left = run.budget.remaining()["seconds"]
-        if left is not None:
-            run.executor.exec_timeout = min(run.ctx.exec_timeout, max(1.0, float(left)))
-        return run.executor
+def _in_flight(exc: BudgetExhausted) -> str | None:
+    """The error text of a call the deadline stopped in flight (a spent budget has none)."""
+    return str(exc) if isinstance(exc, DeadlineExceeded) else None

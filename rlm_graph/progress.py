@@ -8,14 +8,16 @@ from a LangGraph server.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
-from rich.markup import escape
 from rich.tree import Tree
+
+from rlm_graph.terminal import markup_safe, safe_quoted, safe_text
 
 __all__ = [
     "LiveTree",
@@ -257,6 +259,9 @@ class Progress:
         """Flush whatever is still on screen."""
 
 
+RUN_ID_CHARS = 6
+
+
 class PlainProgress(Progress):
     """One plain line per step, indented by depth; for pipes, logs and CI."""
 
@@ -266,8 +271,14 @@ class PlainProgress(Progress):
 
     def _line(self, event: Mapping[str, Any], text: str) -> None:
         depth = int(event.get("depth") or 0)
-        head = f"[d{depth} #{int(event.get('iteration') or 0)} {float(event.get('t') or 0):6.1f}s]"
-        self.stream.write(f"{'  ' * depth}{head} {text}\n")
+        # A short run id tells concurrent children at one depth apart.
+        rid = safe_text(str(event.get("run_id") or "")[:RUN_ID_CHARS], keep_newlines=False)
+        head = (
+            f"[d{depth} {rid} #{int(event.get('iteration') or 0)} "
+            f"{float(event.get('t') or 0):6.1f}s]"
+        )
+        # Model-written parts (thoughts, code, errors) must not drive the terminal.
+        self.stream.write(f"{'  ' * depth}{head} {safe_text(text, keep_newlines=False)}\n")
         self.stream.flush()
 
     def on_event(self, event: Mapping[str, Any]) -> None:
@@ -303,7 +314,8 @@ class PlainProgress(Progress):
             self._line(
                 event,
                 f"final ({event.get('stopped_reason')}, {event.get('iterations')} iterations): "
-                f"{shorten(event.get('answer'), 70)!r}",
+                f"{shorten(event.get('answer'), 70)!r}"
+                + (f" error: {shorten(event.get('error'), 120)}" if event.get("error") else ""),
             )
         elif kind == "run_end":
             self._line(
@@ -325,27 +337,43 @@ class LiveTree(Progress):
 
     def __init__(self, builder: TraceBuilder, console: Console | None = None) -> None:
         super().__init__(builder)
-        self.console = console if console is not None else Console(stderr=True)
-        # transient: the cropped live view is replaced by one full render at the end.
+        # emoji=False: ":name:" in model text stays text.
+        self.console = console if console is not None else Console(stderr=True, emoji=False)
+        self._t0: float | None = None  # monotonic time of the tree's t=0
+        self._last: RenderableType = self.render(recent=self.RECENT)
+        # transient: the cropped live view is replaced by one full render at the end. The view
+        # is rebuilt at every refresh, so the clocks tick between events.
         self.live = Live(
-            self.render(recent=self.RECENT),
             console=self.console,
-            refresh_per_second=8,
+            refresh_per_second=4,
             transient=True,
             vertical_overflow="crop",
+            get_renderable=self._live_view,
         )
         self.live.start()
 
+    def _live_view(self) -> RenderableType:
+        now = None if self._t0 is None else time.monotonic() - self._t0
+        try:
+            self._last = self.render(recent=self.RECENT, now=now)
+        except RuntimeError:  # the builder changed while the refresh thread read it
+            pass
+        return self._last
+
     def on_event(self, event: Mapping[str, Any]) -> None:
-        self.live.update(self.render(recent=self.RECENT))
+        if self._t0 is None:
+            self._t0 = time.monotonic() - float(event.get("t") or 0.0)
+        self.live.refresh()
 
     def close(self) -> None:
         if self.live.is_started:
             self.live.stop()
             self.console.print(self.render())
 
-    def render(self, recent: int | None = None) -> RenderableType:
-        """The tree as a rich renderable; ``recent`` keeps only each run's last iterations."""
+    def render(self, recent: int | None = None, now: float | None = None) -> RenderableType:
+        """The tree as a rich renderable; ``recent`` keeps only each run's last iterations;
+        ``now`` (seconds on the events' clock) adds running clocks and what is awaited."""
+        self._now = now
         root = self.builder.root
         if root is None:
             return Group("[dim]starting…[/dim]")
@@ -353,13 +381,18 @@ class LiveTree(Progress):
         self._add_run(tree, root, recent)
         return tree
 
+    _now: float | None = None
+
     def _run_label(self, run: _TracedRun) -> str:
         status = "✓" if run.ended else "…"
         tail = ""
         if run.ended:
             tail = f" [dim]{_tokens(run.usage)} tok, {float(run.seconds or 0):.1f}s[/dim]"
+        elif self._now is not None:
+            tail = f" [dim]{max(0.0, self._now - run.t):.1f}s[/dim]"
         ctx = f" [dim]({run.context_type}, {run.context_chars} chars)[/dim]"
-        return f"[bold]{status} d{run.depth}[/bold] {escape(shorten(run.query, 60))}{ctx}{tail}"
+        query = markup_safe(shorten(run.query, 60))
+        return f"[bold]{status} d{run.depth}[/bold] {query}{ctx}{tail}"
 
     def _add_run(self, node: Tree, run: _TracedRun, recent: int | None = None) -> None:
         shown = run.iterations
@@ -368,6 +401,9 @@ class LiveTree(Progress):
             shown = shown[-recent:]
         for it in shown:
             branch = node.add(self._iteration_label(it))
+            if self._now is not None and not run.ended and _awaiting_model(it):
+                waited = max(0.0, self._now - it.t)
+                branch.add(f"[yellow]waiting for the model… {waited:.1f}s[/yellow]")
             for call in it.subcalls.values():
                 # rlm calls that spawned a child run are drawn as that run, not twice.
                 if call.get("kind") == "rlm" and (call.get("child_run_id") or not call.get("done")):
@@ -375,27 +411,25 @@ class LiveTree(Progress):
                 mark = "✓" if call.get("done") else "…"
                 err = " [red]error[/red]" if call.get("error") else ""
                 secs = f" {float(call.get('seconds') or 0):.1f}s" if call.get("done") else ""
-                branch.add(
-                    f"{mark} {escape(_call_name(call))} {escape(shorten(call.get('prompt'), 40))!r}"
-                    f"[dim]{secs}[/dim]{err}"
-                )
+                prompt = safe_quoted(shorten(call.get("prompt"), 40))
+                branch.add(f"{mark} {markup_safe(_call_name(call))} {prompt}[dim]{secs}[/dim]{err}")
             for child_id in it.children:
                 child = self.builder.runs.get(child_id)
                 if child is not None:
                     self._add_run(branch.add(self._run_label(child)), child, recent)
         if run.answer is not None:
             node.add(
-                f"[green]answer[/green] {escape(shorten(run.answer, 70))!r} "
+                f"[green]answer[/green] {safe_quoted(shorten(run.answer, 70))} "
                 f"[dim]({run.stopped_reason})[/dim]"
             )
 
     def _iteration_label(self, it: _TracedIteration) -> str:
         parts = [f"#{it.number}"]
         if it.thought:
-            parts.append(escape(shorten(it.thought, 40)))
+            parts.append(markup_safe(shorten(it.thought, 40)))
         if it.blocks:
             first = it.blocks[min(it.blocks)].get("code", "")
-            parts.append(f"[cyan]{escape(shorten(first, 40))}[/cyan]")
+            parts.append(f"[cyan]{markup_safe(shorten(first, 40))}[/cyan]")
             done = [b for b in it.blocks.values() if "output_chars" in b]
             if done:
                 parts.append(f"→ {it.output_chars()} chars")
@@ -410,6 +444,11 @@ class LiveTree(Progress):
         )
         parts.append(f"[dim]{busy:.1f}s @{it.t:.1f}s[/dim]")
         return " ".join(parts)
+
+
+def _awaiting_model(it: _TracedIteration) -> bool:
+    """Whether the iteration's model call is in flight (started, no reply yet)."""
+    return it.model_seconds is None and not it.thought and not it.blocks and not it.has_final
 
 
 def choose_progress(builder: TraceBuilder, *, quiet: bool = False) -> Progress:

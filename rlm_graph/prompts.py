@@ -45,7 +45,10 @@ rlm_query_batched for sub-tasks needing code) about each chunk, then combine the
 Available in the REPL:
 - `context`: the data; `query`: the question text.
 - `llm_query(prompt: str) -> str`: ask a language model (it sees only `prompt`; it can read \
-roughly 100k chars). Use it to read or classify chunks of `context`.
+about {sub_chars:,} chars). Use it to read or classify chunks of `context`.
+- `grep(pattern, text=context, context_lines=0, max_hits=20)`: print the lines matching a regular \
+expression, with their line numbers; returns them.
+- `chunks(text=context, size={sub_chars})`: split text into pieces llm_query can read.
 - `llm_query_batched(prompts: list[str]) -> list[str]`: many llm_query calls run concurrently \
 (up to {max_concurrency} at once); answers in the same order.
 - {rlm_line}
@@ -72,40 +75,62 @@ _RLM_BATCHED = (
 )
 
 
-# The compact prompt for small models (~330 tokens): every prompt token costs time on a CPU,
-# and without a worked example a 1.5B model explores with print(context[:500]) instead of
-# computing the answer. The example is a whole reply in the format parse_reply accepts. Its
-# task (a maximum over numbers) is deliberately unlike the demo's (counting matching log lines),
-# so the demo and its benchmark measure the model's own code, not a copy of the example. It
-# looks at the data and computes in one reply: with an example that only computed, the 1.5B
-# model wrote patterns guessed from the question's words (BENCHMARKS.md, local model runs 3-4).
-COMPACT_EXAMPLE_QUESTION = "what is the largest number in the data?"
-COMPACT_EXAMPLE = """\
-Thought: Look at the start of the data, and find every number with a regular expression to \
-print the largest.
+# The compact prompt for small models. Every prompt token costs time on a CPU, but the prompt
+# cache makes a fixed prefix cheap after the first call. A 1.5B model copies a worked example
+# whatever the question (issue 12: a maximum-of-numbers example was applied to a key lookup),
+# so there are two short examples that differ in kind: capture a value with a group, and filter
+# and total with a sample printed first. A third, reading chunks with llm_query_batched, was
+# copied for a plain key lookup on the dev split: 8 sub-calls of ~3k tokens, 160 s each on a
+# CPU, for a task a regex answers; sub-calls are described in the function list instead. None
+# is the demo's task (counting log lines by level and service) or a benchmark's data format.
+COMPACT_EXAMPLES: tuple[tuple[str, str], ...] = (
+    (
+        "what is the phone number of Dana Reyes?",
+        """\
+Thought: Show where the name appears, then capture the number after it with a group.
 ```python
 import re
-print(context[:150])
-print(max(int(n) for n in re.findall(r"\\d+", context)))
-```"""
+grep("Dana Reyes")
+m = re.search(r"Dana Reyes\\D{0,40}(\\d[\\d-]{5,})", context)
+print(m.group(1) if m else "no match")
+```""",
+    ),
+    (
+        "how many orders were refunded?",
+        """\
+Thought: Keep the rows that mention a refund, print a few to check them, then take the total.
+```python
+rows = [r for r in context.split("\\n") if "refund" in r.lower()]
+print(rows[:3])
+print(len(rows))
+```""",
+    ),
+)
+COMPACT_EXAMPLE_TEXT = "\n\n".join(f"(question: {q})\n{reply}" for q, reply in COMPACT_EXAMPLES)
 
 COMPACT_SYSTEM_PROMPT = """\
 You answer a question about data in the Python REPL variable `context` (you cannot see it). \
 Write code, read what it prints, then answer.
 
-Reply with Thought: and one ```python block. Once you know the answer, reply only:
-Final Answer: <the answer>
+Reply with Thought: and one ```python block. When the printed output shows the answer, reply \
+only with a line starting "Final Answer:" followed by the answer itself.
 
-Example reply (question: {example_question}):
-{example}
+Example replies, each for a different question:
+
+{examples}
 
 Rules: variables persist between replies; only printed output comes back (at most \
-{max_output_chars:,} chars), so print counts and short results, not the data; never write \
-Final Answer in a reply with code; a result of 0 or nothing usually means your pattern does not \
-match the data: print a few lines of context, fix the code, run it again.
+{max_output_chars:,} chars), so print short results, not the data; never write Final Answer in \
+a reply with code; a result of 0, [] or "no match" usually means your pattern does not fit the \
+data: look at real lines with grep(...) and fix the code.
 
 Functions:
-- llm_query(prompt) -> str: ask a model about a chunk of text (up to ~100k chars).
+- grep(pattern, text=context, context_lines=0, max_hits=20): print matching lines with their \
+numbers; returns them.
+- chunks(text=context, size={sub_chars}): split text into pieces llm_query can read.
+- llm_query(prompt) -> str: ask a model about a piece of text (it reads at most ~{sub_chars:,} \
+chars; slow: use it when the answer depends on what the text means, not on words a regular \
+expression can find).
 - llm_query_batched(prompts) -> list[str]: many llm_query calls, {max_concurrency} at once.
 - {rlm_line}
 - rlm_query_batched(items) -> list[str]: several rlm_query calls at once.
@@ -133,6 +158,7 @@ def system_prompt(
     max_concurrency: int,
     remaining: Mapping[str, Any],
     compact: bool = False,
+    sub_chars: int = 100_000,
 ) -> str:
     """The system message for a run at ``depth``; ``compact`` gives the small-model variant."""
     limits = [f"{max_iterations} replies"]
@@ -149,8 +175,8 @@ def system_prompt(
     )
     # One set of fields for both templates; each uses the ones it names.
     return template.format(
-        example=COMPACT_EXAMPLE,
-        example_question=COMPACT_EXAMPLE_QUESTION,
+        examples=COMPACT_EXAMPLE_TEXT,
+        sub_chars=sub_chars,
         max_output_chars=max_output_chars,
         max_concurrency=max_concurrency,
         rlm_line=(child if depth < max_depth else plain).format(depth=depth, max_depth=max_depth),
@@ -173,7 +199,7 @@ EMPTY_OUTPUT_HINT = "(no output — use print() to see values)"
 
 REPEATED_CODE = (
     "This was the same code as in your previous reply, so it showed you nothing new. Reply "
-    "with Final Answer: <answer>, or write different code."
+    "with a line starting 'Final Answer:' followed by the answer, or write different code."
 )
 
 
@@ -199,6 +225,9 @@ def observation(
             body += "\n[the block timed out]"
         if r["restarted"]:
             body += "\n[the REPL was restarted: variables from earlier blocks are lost]"
+        tip = hint(r)
+        if tip:
+            body += f"\n{tip}"
         parts.append(f"{head}\n{body if body.strip() else EMPTY_OUTPUT_HINT}")
     if rejected_final:
         parts.append(
@@ -215,12 +244,13 @@ def observation(
 
 CORRECTION = (
     "Your reply had neither a ```python code block nor a line starting with 'Final Answer:'. "
-    "Reply with Thought: and a ```python block, or with Final Answer: <answer>."
+    "Reply with Thought: and a ```python block, or with a line starting 'Final Answer:' "
+    "followed by the answer itself."
 )
 
 FORCED_ANSWER = (
     "You have used all your replies. Based only on what you have learned so far, give your best "
-    "answer now. Reply with 'Final Answer: <answer>' and no code."
+    "answer now: one line starting 'Final Answer:' followed by the answer itself, and no code."
 )
 
 
@@ -230,3 +260,74 @@ def subcall_prompt(query: str, payload: Any) -> str:
         return query
     text = payload if isinstance(payload, str) else repr(payload)
     return f"{query}\n\nContext:\n{text}"
+
+
+# ---- feedback on a reply, and hints on a block's result ---------------------------------------
+# Each is short and general: it names what went wrong and the next step, never a task.
+
+PLACEHOLDER_ANSWER = (
+    "Your Final Answer {answer!r} is a placeholder, not an answer. Find the real answer with "
+    "code, then reply with Final Answer: followed by the value itself."
+)
+FAILED_SEARCH_ANSWER = (
+    "Your Final Answer {answer!r} says the search failed, not what the answer is. Try another "
+    "search: one distinctive word or name from the question, e.g. grep('name')."
+)
+UNCONFIRMED_ANSWER = (
+    "Your Final Answer {answer!r} does not appear in any output you have seen. If you are sure, "
+    "reply with the same Final Answer again; otherwise check it with code first."
+)
+HINT_NO_MATCH = (
+    "Hint: re.search found nothing and returned None. Search for one distinctive word or name "
+    "from the question, e.g. grep('name'), read how the data words it, then fix the pattern."
+)
+HINT_NOT_A_NUMBER = (
+    "Hint: int()/float() got text that is not a number. Capture only the digits with a group, "
+    r"e.g. (\d+), and convert m.group(1)."
+)
+HINT_SHAPE = (
+    "Hint: the data does not have the shape the code assumed. Print type(x), len(x) and a few "
+    "items before indexing into it."
+)
+HINT_UNDEFINED = (
+    "Hint: a variable is only defined by code that ran without error. Define it again in this "
+    "block."
+)
+HINT_EMPTY = (
+    "Hint: that result is empty or 0, which usually means the pattern or filter does not match "
+    "the data. Search for one distinctive word or name from the question, not a whole phrase "
+    "(the data may word it differently), e.g. grep('name'), then fix the code."
+)
+_EMPTY_VALUES = {"0", "0.0", "[]", "{}", "()", "set()", "none", "no match", "''", '""'}
+
+
+def hint(result: BlockResult) -> str | None:
+    """A one-line hint for a common failure in this block's result, if there is one."""
+    error = result["error"] or ""
+    if "'NoneType' object has no attribute 'group" in error:
+        return HINT_NO_MATCH
+    if "invalid literal for int()" in error or "could not convert string to float" in error:
+        return HINT_NOT_A_NUMBER
+    last = error.strip().splitlines()[-1] if error.strip() else ""
+    if last.startswith(("KeyError", "IndexError")) or "not subscriptable" in last:
+        return HINT_SHAPE
+    if last.startswith("NameError"):
+        return HINT_UNDEFINED
+    if not error and not result["timed_out"]:
+        # The last value printed is usually the block's result.
+        values = [v.strip().lower() for v in result["output"].splitlines() if v.strip()]
+        if values and (values[-1] in _EMPTY_VALUES or values[-1].startswith("grep: no line")):
+            return HINT_EMPTY
+    return None
+
+
+DIRECT_SYSTEM_PROMPT = (
+    "Answer the question about the text you are given. Read all of it. Reply with one line "
+    "starting 'Final Answer:' followed by the answer itself."
+)
+
+
+def direct_prompt(query: str, text: str) -> str:
+    """The one user message of the direct strategy: the question, the whole payload, the
+    question again (a small model forgets a question asked only before a long text)."""
+    return f"Question: {query}\n\nText:\n{text}\n\nQuestion: {query}"

@@ -107,6 +107,8 @@ class OutputState(TypedDict):
     iterations: int
     stopped_reason: str
     messages: Annotated[list[AnyMessage], add_messages]
+    #: Why the run stopped with ``stopped_reason="error"`` (a model call that failed for good).
+    error: NotRequired[str | None]
 
 
 class State(InputState, OutputState):
@@ -118,6 +120,15 @@ class State(InputState, OutputState):
     premature_answer: str | None
     results: list[BlockResult]
     best_answer: str | None
+    #: What observe tells the model about its last reply instead of the generic correction
+    #: (a placeholder answer, an answer no output showed).
+    feedback: NotRequired[str | None]
+    #: Whether a short Final Answer that no output showed is questioned once (small models),
+    #: and whether the run already did.
+    check_answers: NotRequired[bool]
+    answer_checked: NotRequired[bool]
+    #: The direct strategy: one call with the whole payload, no REPL.
+    direct: NotRequired[bool]
     #: The payload's reference; the payload itself is in the store (never in state).
     payload: PayloadRef | None
     #: Every block executed so far with its output and sub-call answers (for replay).

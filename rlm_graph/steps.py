@@ -21,8 +21,10 @@ from langchain_core.runnables.config import var_child_runnable_config
 from langgraph.errors import GraphBubbleUp
 
 from rlm_graph.budget import Budget
+from rlm_graph.context import Context
 from rlm_graph.executor import BlockOutcome, Executor
 from rlm_graph.model_calls import acall_model, call_model
+from rlm_graph.spans import block_span
 
 
 class Step(Protocol):
@@ -42,12 +44,16 @@ class ModelCall:
     budget: Budget
     model: BaseChatModel
     messages: Any
+    #: The run's settings: the call's timeout and retries (the tree's deadline bounds it too).
+    ctx: Context | None = None
+    #: Tags of the call's tracing run, however the model was given.
+    tags: tuple[str, ...] = ("rlm:root",)
 
     def run(self) -> Any:
-        return call_model(self.budget, self.model, self.messages)
+        return call_model(self.budget, self.model, self.messages, self.ctx, tags=self.tags)
 
     async def arun(self) -> Any:
-        return await acall_model(self.budget, self.model, self.messages)
+        return await acall_model(self.budget, self.model, self.messages, self.ctx, tags=self.tags)
 
 
 @dataclass(frozen=True)
@@ -58,10 +64,16 @@ class RunBlock:
     code: str
 
     def run(self) -> BlockOutcome:
-        return self.executor.run(self.code)
+        with block_span(self.code) as span:  # sub-calls nest under the block's tracing run
+            outcome = self.executor.run(self.code)
+            span.end(outcome)
+        return outcome
 
     async def arun(self) -> BlockOutcome:
-        return await self.executor.arun(self.code)
+        with block_span(self.code) as span:
+            outcome = await self.executor.arun(self.code)
+            span.end(outcome)
+        return outcome
 
 
 Body = Callable[[Any], Any]  # state -> update, or a generator of Steps returning the update

@@ -6,6 +6,8 @@ Pure functions of the state and a model reply or block outcome; the nodes in
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from typing import Any
 
@@ -18,13 +20,15 @@ from rlm_graph.context import Context
 from rlm_graph.events import THOUGHT_CHARS, preview
 from rlm_graph.executor import BlockOutcome
 from rlm_graph.model_calls import message_text
-from rlm_graph.model_profile import FULL_OUTPUT_CHARS
+from rlm_graph.model_profile import CHARS_PER_TOKEN, FULL_OUTPUT_CHARS
 from rlm_graph.parsing import drop_final_answer, parse_reply
 from rlm_graph.runs import Run
 from rlm_graph.state import BlockResult, State, Usage, add_usage, empty_usage
 
 
-def fresh_state(run_id: str, system: str, query: str, payload: Any) -> dict[str, Any]:
+def fresh_state(
+    run_id: str, system: str, query: str, payload: Any, *, check_answers: bool = False
+) -> dict[str, Any]:
     """The loop's state at the start of a run (a thread's earlier run is not this one's)."""
     return {
         "run_id": run_id,
@@ -41,6 +45,35 @@ def fresh_state(run_id: str, system: str, query: str, payload: Any) -> dict[str,
         "premature_answer": None,
         "results": [],
         "best_answer": None,
+        "feedback": None,
+        "answer_checked": False,
+        "check_answers": check_answers,
+        "direct": False,
+        "error": None,
+    }
+
+
+def goes_direct(strategy: str, payload_chars: int, window: int | None) -> bool:
+    """Whether a run answers with one call on the whole payload: always for 'direct'; for
+    'auto' when the payload takes at most a third of the root model's known window."""
+    if strategy == "direct":
+        return True
+    if strategy != "auto" or window is None:
+        return False
+    return payload_chars <= window * CHARS_PER_TOKEN // 3
+
+
+def direct_state(run_id: str, query: str, payload: Any) -> dict[str, Any]:
+    """The state of a run on the direct strategy: one question with the whole payload."""
+    text = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+    return {
+        **fresh_state(run_id, prompts.DIRECT_SYSTEM_PROMPT, query, None),
+        "messages": [
+            RemoveMessage(id=REMOVE_ALL_MESSAGES),
+            SystemMessage(prompts.DIRECT_SYSTEM_PROMPT),
+            HumanMessage(prompts.direct_prompt(query, text)),
+        ],
+        "direct": True,
     }
 
 
@@ -79,17 +112,63 @@ def reply_update(
         seconds=round(seconds, 4),
         usage=usage,
     )
-    premature = final is not None and bool(parsed.code_blocks)
     update: dict[str, Any] = {
-        "messages": [AIMessage(drop_final_answer(text) if premature else text)],
         "iterations": iteration,
         "usage": add_usage(state["usage"], usage),
         "code_blocks": parsed.code_blocks,
-        "premature_answer": final,
+        "feedback": None,
     }
+    if state.get("direct"):  # the direct strategy: the one reply is the answer
+        answer = (final or text).strip() or "(the model gave no answer)"
+        return {**update, "messages": [AIMessage(text)], "code_blocks": [], "answer": answer,
+                "stopped_reason": "final_answer"}  # fmt: skip
+    if final is not None and is_placeholder(final):
+        update["feedback"] = prompts.PLACEHOLDER_ANSWER.format(answer=final)
+        final = None
+    elif final is not None and _FAILED_SEARCH.match(final) and not parsed.code_blocks:
+        update["feedback"] = prompts.FAILED_SEARCH_ANSWER.format(answer=final)
+        final = None
+    premature = final is not None and bool(parsed.code_blocks)
+    update["messages"] = [AIMessage(drop_final_answer(text) if premature else text)]
+    update["premature_answer"] = final
     if final is not None and not parsed.code_blocks:
-        update.update(answer=final, stopped_reason="final_answer")
+        unchecked = state.get("check_answers") and not state.get("answer_checked")
+        if unchecked and not grounded(final, state["messages"]):
+            # Asked once per run: a small model's guess written before any output showed it.
+            update["feedback"] = prompts.UNCONFIRMED_ANSWER.format(answer=final)
+            update["answer_checked"] = True
+        else:
+            update.update(answer=final, stopped_reason="final_answer")
     return update
+
+
+_PLACEHOLDER = re.compile(
+    r"^\s*(<[^<>]{0,40}>|\.{3}|…|\[[^\[\]]{0,40}\]|answer|the answer)\s*$", re.I
+)
+# An answer that reports the search failed ("No match"): refused while replies are left (the
+# last, forced answer takes whatever the model says).
+_FAILED_SEARCH = re.compile(
+    r"^\W*(no match(es)?( found)?|not found|nothing found|no results?|unknown)\W*$", re.I
+)
+_NUMBER = re.compile(r"-?\d+(?:[.,]\d+)*")
+
+
+def is_placeholder(answer: str) -> bool:
+    """Whether a Final Answer is a template's placeholder (``<answer>``, ``...``) or empty."""
+    return not answer.strip() or bool(_PLACEHOLDER.match(answer))
+
+
+def grounded(answer: str, messages: list[Any]) -> bool:
+    """Whether a short answer could come from what the run has seen: each of its numbers, or
+    the whole short answer, appears in an observation. Long answers are not checked."""
+    seen = "\n".join(str(m.content) for m in messages[2:] if isinstance(m, HumanMessage))
+    numbers = [n.replace(",", "") for n in _NUMBER.findall(answer)]
+    if numbers:
+        shown = {n.replace(",", "") for n in _NUMBER.findall(seen)}
+        return all(n in shown for n in numbers)
+    if len(answer) > 40:
+        return True
+    return answer.strip().strip(".").lower() in seen.lower()
 
 
 _RESULT_FIELDS = tuple(k for k in BlockResult.__annotations__ if k != "index")
@@ -113,12 +192,19 @@ def repeats_previous_reply(state: State) -> bool:
 
 
 def answer_update(
-    run: Run, state: State, ask: HumanMessage, reply: tuple[Any, Usage] | None
+    run: Run,
+    state: State,
+    ask: HumanMessage,
+    reply: tuple[Any, Usage] | None,
+    failed: tuple[str, str | None] | None = None,
 ) -> dict[str, Any]:
-    """The final state update: the answer given, the forced one, or the best one known."""
+    """The final state update: the answer given, the forced one, or the best one known.
+    ``failed`` is ``(stopped_reason, error)`` when the forced-answer call failed."""
     answer, reason = state.get("answer") or "", state.get("stopped_reason") or ""
-    usage, messages = state["usage"], []
-    if not answer:
+    usage, messages, error = state["usage"], [], state.get("error")
+    if failed is not None:
+        reason, error = failed
+    elif not answer and reason != "error":
         reason = "max_iterations" if reply is not None else "budget"
     if reply is not None:
         text = message_text(reply[0])
@@ -126,15 +212,24 @@ def answer_update(
         messages = [ask, AIMessage(text)]
         answer = (parse_reply(text).final_answer or text).strip()
     if not answer:
+        why = f"{reason}: {error}" if error else reason
         answer = (state.get("best_answer") or "").strip() or (
-            f"No answer was found before the run stopped ({reason})."
+            f"No answer was found before the run stopped ({why})."
         )
     iterations = state["iterations"]
-    run.emit("final", iterations, answer=answer, stopped_reason=reason, iterations=iterations)
+    run.emit(
+        "final",
+        iterations,
+        answer=answer,
+        stopped_reason=reason,
+        iterations=iterations,
+        error=error,
+    )
     run.emit("run_end", iterations, usage=usage, seconds=round(time.monotonic() - run.started, 4))
     return {
         "answer": answer,
         "stopped_reason": reason,
+        "error": error,
         "usage": usage,
         "messages": messages,
         # Drop the payload: a later run on the same thread without "context" must not see it.

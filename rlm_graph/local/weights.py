@@ -24,7 +24,7 @@ import importlib.metadata
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,12 +115,20 @@ def find_parts(packages: Sequence[str] = PART_PACKAGES) -> list[Part]:
     return parts
 
 
-def sha256_file(path: Path) -> str:
+#: ``on_progress(what, done_bytes, total_bytes)``: "joining" or "verifying".
+OnProgress = Callable[[str, int, int], None]
+
+
+def sha256_file(path: Path, on_progress: OnProgress | None = None) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
+    total, done = path.stat().st_size, 0
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
+            done += len(chunk)
+            if on_progress is not None:
+                on_progress("verifying", done, total)
     return digest.hexdigest()
 
 
@@ -172,7 +180,9 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def _assemble(parts: Sequence[Part], dest: Path, sha256: str, size: int) -> None:
+def _assemble(
+    parts: Sequence[Part], dest: Path, sha256: str, size: int, on_progress: OnProgress | None
+) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".partial", dir=dest.parent)
     tmp = Path(tmp_name)
     try:
@@ -187,6 +197,8 @@ def _assemble(parts: Sequence[Part], dest: Path, sha256: str, size: int) -> None
                         own.update(chunk)
                         out.write(chunk)
                         written += len(chunk)
+                        if on_progress is not None:
+                            on_progress("joining", written, size)
                 if part.record_sha256 is not None and own.hexdigest() != part.record_sha256:
                     raise WeightsError(
                         f"model part package {part.package!r} is corrupt (its file does not "
@@ -215,6 +227,7 @@ def ensure_weights(
     sha256: str,
     size: int,
     full: bool = False,
+    on_progress: OnProgress | None = None,
 ) -> Path:
     """Return ``dest`` holding the verified join of ``parts``, building it if needed.
 
@@ -226,12 +239,12 @@ def ensure_weights(
         if dest.exists():
             if not full and _marker_matches(dest, sha256, size):
                 return dest
-            if dest.stat().st_size == size and sha256_file(dest) == sha256:
+            if dest.stat().st_size == size and sha256_file(dest, on_progress) == sha256:
                 _write_marker(dest, sha256)
                 return dest
             _remove(_marker_path(dest))
             _remove(dest)
-        _assemble(parts, dest, sha256, size)
+        _assemble(parts, dest, sha256, size, on_progress)
     return dest
 
 
@@ -240,14 +253,24 @@ def packaged_weights_ready() -> bool:
     return _marker_matches(cache_dir() / MODEL_FILENAME, EXPECTED_SHA256, EXPECTED_SIZE)
 
 
-def ensure_packaged_weights(*, full: bool | None = None) -> Path:
+def ensure_packaged_weights(
+    *, full: bool | None = None, on_progress: OnProgress | None = None
+) -> Path:
     """Path to the verified packaged Qwen2.5-Coder-1.5B GGUF, joined on first use.
 
-    ``full`` defaults to ``RLM_LOCAL_VERIFY=full`` in the environment.
+    ``full`` defaults to ``RLM_LOCAL_VERIFY=full`` in the environment; ``on_progress`` is told
+    the bytes joined or verified so far.
     """
     if full is None:
         full = os.environ.get("RLM_LOCAL_VERIFY", "").lower() == "full"
     dest = cache_dir() / MODEL_FILENAME
     if not full and _marker_matches(dest, EXPECTED_SHA256, EXPECTED_SIZE):
         return dest
-    return ensure_weights(find_parts(), dest, sha256=EXPECTED_SHA256, size=EXPECTED_SIZE, full=full)
+    return ensure_weights(
+        find_parts(),
+        dest,
+        sha256=EXPECTED_SHA256,
+        size=EXPECTED_SIZE,
+        full=full,
+        on_progress=on_progress,
+    )

@@ -11,10 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from ._frames import FrameTooLarge
 from .callbacks import CallbackRun
 from .channel import RECV_CHUNK, WorkerHandle
+from .child.frames import BadFrame
 from .output import CappedOutput
+from .protocol import check_message
 
 # How the block ended: the worker reported "done"; it died or broke the protocol ("died"); it
 # ignored the interrupt ("unresponsive"); the caller cancelled it ("aborted").
@@ -121,13 +122,16 @@ class BlockLoop:
         if not data:
             return self._end("died", "the worker process ended unexpectedly")
         try:
-            messages = self.worker.reader.feed(data)
-        except FrameTooLarge as exc:
+            messages = [
+                (check_message(msg), size) for msg, size in self.worker.reader.feed_sized(data)
+            ]
+        except BadFrame as exc:
+            # The worker's code wrote on the protocol fd itself: nothing it says can be trusted.
             return self._end("died", f"protocol error: {exc}")
-        for msg in messages:
-            op = msg.get("op") if isinstance(msg, dict) else None
+        for msg, size in messages:
+            op = msg["op"]
             if op == "call":
-                self.calls.dispatch(msg, self.worker)
+                self.calls.dispatch(msg, self.worker, size=size)
             elif op == "done":
                 self.outcome.error = msg.get("error")
                 self.outcome.final_answer = msg.get("final_answer")

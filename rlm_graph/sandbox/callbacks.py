@@ -10,17 +10,17 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .channel import WorkerHandle
+from .child.tables import CALLBACK_HANDLERS, CALLBACK_NAMES
 
 Handler = Callable[..., Any]
 
-SINGLE = {"llm_query": "llm_query", "rlm_query": "rlm_query"}
-BATCHED = {"llm_query_batched": "llm_query", "rlm_query_batched": "rlm_query"}
-CALLBACK_NAMES = (*SINGLE, *BATCHED)
+SINGLE = {k: v for k, v in CALLBACK_HANDLERS.items() if not k.endswith("_batched")}
+BATCHED = {k: v for k, v in CALLBACK_HANDLERS.items() if k.endswith("_batched")}
 
 
 def available_callbacks(handlers: Mapping[str, Handler]) -> list[str]:
     """Worker-side names that have a host handler behind them."""
-    return [name for name in CALLBACK_NAMES if {**SINGLE, **BATCHED}[name] in handlers]
+    return [name for name in CALLBACK_NAMES if CALLBACK_HANDLERS[name] in handlers]
 
 
 class CallbackRun:
@@ -36,12 +36,15 @@ class CallbackRun:
         *,
         max_concurrency: int,
         max_in_flight: int,
+        max_bytes_in_flight: int = 1 << 62,
         passthrough: tuple[type[BaseException], ...],
         wake: Callable[[], None],
     ) -> None:
         self.handlers = handlers
         self.max_concurrency = max(1, max_concurrency)
         self.max_in_flight = max_in_flight
+        self.max_bytes_in_flight = max_bytes_in_flight
+        self.bytes_in_flight = 0
         self.passthrough = passthrough
         self.wake = wake
         self.context = contextvars.copy_context()
@@ -64,8 +67,12 @@ class CallbackRun:
         with self.lock:
             return self.in_flight > 0
 
-    def dispatch(self, msg: Mapping[str, Any], worker: WorkerHandle) -> None:
-        """Start serving one ``call`` frame from the worker."""
+    def dispatch(self, msg: Mapping[str, Any], worker: WorkerHandle, size: int = 0) -> None:
+        """Start serving one ``call`` frame from the worker.
+
+        ``size`` is what its decoded arguments take (estimated); calls are refused while
+        ``max_bytes_in_flight`` would be exceeded, unless none is running.
+        """
         call_id = msg.get("id")
         name = str(msg.get("name"))
         args = msg.get("args")
@@ -74,34 +81,41 @@ class CallbackRun:
                 {"op": "reply", "id": call_id, "ok": False, "error": f"no callback named {name!r}"}
             )
             return
-        with self.lock:
-            if self.in_flight >= self.max_in_flight:
-                refused = True
-            else:
-                refused = False
-                if self.in_flight == 0:
-                    self._paused_since = time.monotonic()
-                self.in_flight += 1
-        if refused:
-            worker.send(
-                {
-                    "op": "reply",
-                    "id": call_id,
-                    "ok": False,
-                    "error": f"too many concurrent callbacks (limit {self.max_in_flight}); "
-                    "use llm_query_batched / rlm_query_batched for large fan-outs",
-                }
-            )
+        refusal = self._admit(size)
+        if refusal is not None:
+            worker.send({"op": "reply", "id": call_id, "ok": False, "error": refusal})
             return
         thread = threading.Thread(
             target=self.context.copy().run,
-            args=(self._serve, name, args, call_id, worker),
+            args=(self._serve, name, args, call_id, worker, size),
             name=f"rlm-callback-{name}",
             daemon=True,
         )
         thread.start()
 
-    def _serve(self, name: str, args: list[Any], call_id: Any, worker: WorkerHandle) -> None:
+    def _admit(self, size: int) -> str | None:
+        """Count a new call in, or say why it is refused."""
+        with self.lock:
+            if self.in_flight >= self.max_in_flight:
+                return (
+                    f"too many concurrent callbacks (limit {self.max_in_flight}); "
+                    "use llm_query_batched / rlm_query_batched for large fan-outs"
+                )
+            if self.in_flight and self.bytes_in_flight + size > self.max_bytes_in_flight:
+                return (
+                    f"too many bytes in flight in callbacks: {self.bytes_in_flight:,} bytes of "
+                    f"arguments are being served, and this call adds about {size:,} (limit "
+                    f"{self.max_bytes_in_flight:,}); wait for results or pass smaller slices"
+                )
+            if self.in_flight == 0:
+                self._paused_since = time.monotonic()
+            self.in_flight += 1
+            self.bytes_in_flight += size
+            return None
+
+    def _serve(
+        self, name: str, args: list[Any], call_id: Any, worker: WorkerHandle, size: int = 0
+    ) -> None:
         try:
             try:
                 value = self._invoke(name, args)
@@ -120,6 +134,7 @@ class CallbackRun:
         finally:
             with self.lock:
                 self.in_flight -= 1
+                self.bytes_in_flight -= size
                 if self.in_flight == 0:
                     self._paused_total += time.monotonic() - self._paused_since
             self.wake()

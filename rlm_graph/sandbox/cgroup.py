@@ -1,9 +1,14 @@
-"""A per-sandbox cgroup (v1 ``pids`` controller) capping the number of processes.
+"""Per-sandbox cgroups (v1): ``pids`` caps the number of processes, ``memory`` all memory.
 
 RLIMIT_NPROC is not enforced for root, so as root a fork bomb is only stopped by a cgroup. When
 ``/sys/fs/cgroup/pids`` is writable we create one cgroup per sandbox, set ``pids.max``, start the
 zygote inside it (its workers and their children inherit it) and remove it at close. Otherwise the
 caller falls back to RLIMIT_NPROC, which holds for non-root users only.
+
+RLIMIT_AS counts mappings, not memory: a memfd or a tmpfs file grown with ``write`` takes host
+memory that no process maps. Where ``/sys/fs/cgroup/memory`` is writable, a memory cgroup per
+sandbox counts every page its processes charge (memfd and shmem included) against a limit set
+once the payload is loaded.
 """
 
 from __future__ import annotations
@@ -13,13 +18,16 @@ import os
 import signal
 import time
 import uuid
+from typing import TypeVar
 
 PIDS_ROOT = "/sys/fs/cgroup/pids"
+MEMORY_ROOT = "/sys/fs/cgroup/memory"
 PREFIX = "rlm-graph-"
+_G = TypeVar("_G", bound="PidsCgroup")
 
 
 class PidsCgroup:
-    """One cgroup directory under the pids controller."""
+    """One cgroup directory under the pids controller (the base of the other kinds too)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -27,6 +35,10 @@ class PidsCgroup:
     @classmethod
     def create(cls, max_pids: int, root: str = PIDS_ROOT) -> PidsCgroup | None:
         """Create a cgroup limited to ``max_pids`` tasks, or ``None`` when not possible here."""
+        return cls._make(root, {"pids.max": str(max_pids)})
+
+    @classmethod
+    def _make(cls: type[_G], root: str, settings: dict[str, str]) -> _G | None:
         if not os.path.isdir(root) or not os.access(root, os.W_OK):
             return None
         _remove_stale(root)
@@ -37,12 +49,25 @@ class PidsCgroup:
             return None
         group = cls(path)
         try:
-            with open(os.path.join(path, "pids.max"), "w") as f:
-                f.write(str(max_pids))
+            for name, value in settings.items():
+                group.write(name, value)
         except OSError:
             group.remove()
             return None
         return group
+
+    def write(self, name: str, value: str) -> None:
+        """Write one of the cgroup's control files."""
+        with open(os.path.join(self.path, name), "w") as f:
+            f.write(value)
+
+    def read(self, name: str) -> str:
+        """One of the cgroup's control files, or ``""`` if it cannot be read."""
+        try:
+            with open(os.path.join(self.path, name)) as f:
+                return f.read()
+        except OSError:
+            return ""
 
     @property
     def procs_file(self) -> str:
@@ -90,6 +115,45 @@ class PidsCgroup:
                 if time.monotonic() > deadline:
                     return
                 time.sleep(0.005)
+
+
+class MemoryCgroup(PidsCgroup):
+    """One cgroup directory under the (v1) memory controller."""
+
+    @classmethod
+    def create_memory(cls, root: str = MEMORY_ROOT) -> MemoryCgroup | None:
+        """Create a memory cgroup with no limit yet, or ``None`` when not possible here."""
+        return cls._make(root, {})
+
+    def usage(self) -> int:
+        """Bytes charged to the cgroup now."""
+        text = self.read("memory.usage_in_bytes").strip()
+        return int(text) if text.isdigit() else 0
+
+    def set_limit(self, limit: int) -> None:
+        """Cap the cgroup's memory (and memory + swap, where the kernel counts swap).
+
+        The kernel wants memory <= memory + swap at every step: raising, the second goes first.
+        """
+        current = self.read("memory.limit_in_bytes").strip()
+        files = ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
+        if current.isdigit() and limit > int(current):
+            files.reverse()
+        for name in files:
+            try:
+                self.write(name, str(limit))
+            except OSError:
+                if name == "memory.limit_in_bytes":
+                    raise
+                # No swap accounting in this kernel: memory alone is capped.
+
+    def oom_kills(self) -> int:
+        """How many processes the kernel killed for reaching the limit so far."""
+        for line in self.read("memory.oom_control").splitlines():
+            name, _, value = line.partition(" ")
+            if name == "oom_kill" and value.strip().isdigit():
+                return int(value)
+        return 0
 
 
 def entries_of_dead_hosts(root: str, prefix: str) -> list[str]:

@@ -10,8 +10,9 @@ import socket
 import threading
 from typing import Any
 
-from . import _frames
-from ._frames import FrameTooLarge
+from . import protocol
+from .child import frames
+from .child.frames import FrameTooLarge
 
 RECV_CHUNK = 1 << 20
 
@@ -25,11 +26,19 @@ class FrameReader:
 
     def feed(self, data: bytes) -> list[Any]:
         """Add received bytes; return the complete messages now available."""
+        return [msg for msg, _size in self.feed_sized(data)]
+
+    def feed_sized(self, data: bytes) -> list[tuple[Any, int]]:
+        """Like :meth:`feed`, with each message's estimated decoded size in bytes.
+
+        Raises :class:`~rlm_graph.sandbox.child.frames.BadFrame` (``FrameTooLarge`` for an
+        oversize one) for a frame the host refuses to decode (see :mod:`.protocol`).
+        """
         self._buf += data
-        out: list[Any] = []
-        size = _frames.HEADER.size
+        out: list[tuple[Any, int]] = []
+        size = frames.HEADER.size
         while len(self._buf) >= size:
-            (length,) = _frames.HEADER.unpack_from(self._buf)
+            (length,) = frames.HEADER.unpack_from(self._buf)
             if length > self.max_bytes:
                 raise FrameTooLarge(
                     f"the worker sent a frame of {length:,} bytes, over the limit of "
@@ -39,10 +48,7 @@ class FrameReader:
                 break
             body = bytes(self._buf[size : size + length])
             del self._buf[: size + length]
-            try:
-                out.append(_frames.decode_body(body))
-            except ValueError as exc:
-                raise FrameTooLarge(f"the worker sent a malformed frame ({exc})") from None
+            out.append(protocol.decode_sized(body))
         return out
 
 
@@ -67,7 +73,7 @@ class WorkerHandle:
 
     def send(self, message: Any) -> bool:
         """Send one frame; ``False`` if the worker is gone (callers treat that as its death)."""
-        data = _frames.encode(message)
+        data = frames.encode(message)
         with self.send_lock:
             if self.closed:
                 return False

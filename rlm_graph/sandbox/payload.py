@@ -14,27 +14,21 @@ import socket
 import sys
 from typing import Any
 
-from . import _frames
+from .child import frames
+from .child.tables import STR_KINDS
 from .errors import PayloadError
+from .payload_check import ACCEPTED, first_unsupported
 
-ACCEPTED = "str, list, dict, int, float, bool, None (nested lists/dicts of these)"
 SLICE_CHARS = 4 << 20
-
-# kind -> (bytes per char, codec giving exactly CPython's internal layout)
-STR_KINDS = {
-    "ascii": (1, "ascii"),
-    "latin1": (1, "latin-1"),
-    "ucs2": (2, "utf-16-le"),
-    "ucs4": (4, "utf-32-le"),
-}
 _ASCII_HEADER = sys.getsizeof("") - 1
 _COMPACT_HEADER = sys.getsizeof("\xe9") - 2
 
 
 def check_payload(value: Any) -> None:
-    """Refuse a top-level value of an unsupported type early (nested ones fail when sent)."""
-    if value is not None and not isinstance(value, (str, list, dict, int, float, bool)):
-        raise PayloadError(_refusal(value))
+    """Refuse a payload the zygote cannot load, naming the first unsupported type in it."""
+    bad = first_unsupported(value)
+    if bad is not None:
+        raise PayloadError(f"unsupported payload type {bad!r}; accepted types: {ACCEPTED}")
 
 
 def str_kind(text: str) -> str:
@@ -57,9 +51,9 @@ def send_payload(value: Any, sock: socket.socket) -> None:
     if isinstance(value, str):
         kind = str_kind(value)
         if kind in STR_KINDS:
-            width, codec = STR_KINDS[kind]
+            width, _max_char, codec = STR_KINDS[kind]
             header = {"kind": kind, "chars": len(value), "nbytes": len(value) * width}
-            sock.sendall(_frames.encode(header))
+            sock.sendall(frames.encode(header))
             view = _storage(value, kind)
             if view is not None:
                 for start in range(0, len(view), SLICE_CHARS):
@@ -69,11 +63,11 @@ def send_payload(value: Any, sock: socket.socket) -> None:
                 piece = value[start : start + SLICE_CHARS]
                 sock.sendall(piece.encode(codec, "surrogatepass"))
             return
-        sock.sendall(_frames.encode({"kind": "utf8"}))
+        sock.sendall(frames.encode({"kind": "utf8"}))
         for start in range(0, len(value), SLICE_CHARS):
             sock.sendall(value[start : start + SLICE_CHARS].encode("utf-8", "replace"))
         return
-    sock.sendall(_frames.encode({"kind": "json"}))
+    sock.sendall(frames.encode({"kind": "json"}))
     encoder = json.JSONEncoder(ensure_ascii=False, default=_reject)
     batch: list[str] = []
     size = 0
@@ -97,7 +91,7 @@ def _storage(text: str, kind: str) -> memoryview | None:
     Sending from it saves two copies of the payload (slice + encode) on the host. The layout is
     derived from ``sys.getsizeof`` and checked against the text's first and last characters.
     """
-    width, codec = STR_KINDS[kind]
+    width, _max_char, codec = STR_KINDS[kind]
     header = _ASCII_HEADER if kind == "ascii" else _COMPACT_HEADER
     try:
         import ctypes

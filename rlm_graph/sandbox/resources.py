@@ -16,14 +16,18 @@ import tempfile
 import threading
 from typing import Any
 
-from .cgroup import PidsCgroup, entries_of_dead_hosts
+from .cgroup import MemoryCgroup, PidsCgroup, entries_of_dead_hosts
 from .channel import WorkerHandle
+from .child.frames import BadFrame
+from .control import CHILD_DIR, ENTRY_SCRIPT
 from .errors import PayloadError, SandboxError
 from .payload import check_payload, send_payload
-from .zygote import WORKER_SCRIPT, ZygoteDied, ZygoteProcess
+from .zygote import ZygoteDied, ZygoteHandle, describe_wait_status
 
-PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _MIB = 1 << 20
+#: Room in the memory cgroup beyond the payload and a worker's own allowance (interpreter,
+#: page cache, bubblewrap).
+MEMORY_SLACK = 256 * _MIB
 _READY_TIMEOUT = 30.0
 SCRATCH_PREFIX = "rlm-sandbox-"
 
@@ -45,10 +49,14 @@ class Resources:
         self.max_processes = max_processes
         self.scratch: str | None = None
         self.cgroup: PidsCgroup | None = None
-        self.zygote: ZygoteProcess | None = None
+        self.memory: MemoryCgroup | None = None
+        self.oom_kills_seen = 0
+        self.zygote: ZygoteHandle | None = None
         self.worker: WorkerHandle | None = None
         self.address_space_bytes = 0
         self.nproc: int | None = None
+        #: Why the zygote killed the last worker it was asked to kill, when it had (CPU budget).
+        self.kill_reason: str | None = None
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -69,44 +77,16 @@ class Resources:
             if self.closed:
                 raise SandboxError("the sandbox is closed")
             check_payload(context)
-            if self.scratch is None:
-                _remove_stale_scratch()
-                self.scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
-            if self.cgroup is None:
-                # Room for the zygote, the worker and, in strict mode, bubblewrap's own processes.
-                self.cgroup = PidsCgroup.create(self.max_processes + 4)
-            if self.cgroup is None and os.geteuid() != 0:
-                self.nproc = _nproc_limit(self.max_processes)
-            scratch = self.scratch
-
-            def argv_for(ctl_fd: int, payload_fd: int) -> list[str]:
-                argv = [
-                    sys.executable, "-I", "-S", "-X", "utf8", WORKER_SCRIPT,
-                    "--ctl-fd", str(ctl_fd), "--payload-fd", str(payload_fd), "--scratch", scratch,
-                ]  # fmt: skip
-                for path in _site_dirs():
-                    argv += ["--path", path]
-                if self.mode == "strict":
-                    argv = _strict_wrap(argv, scratch=scratch, fds=[ctl_fd, payload_fd])
-                if self.cgroup is not None:
-                    # The shell joins the cgroup before exec, so nothing escapes it, not even
-                    # processes bubblewrap forks at once.
-                    argv = [
-                        "/bin/sh", "-c", 'echo $$ > "$0" && unset PWD && exec "$@"',
-                        self.cgroup.procs_file, *argv,
-                    ]  # fmt: skip
-                return argv
-
-            log_path = os.path.join(scratch, ".zygote.log")
+            scratch = self._prepare()
             zygote, data = None, None
             if self.mode == "process" and use_template:
                 with contextlib.suppress(OSError, SandboxError):
-                    zygote, data = ZygoteProcess.fork_from_template(
-                        _site_dirs(), scratch=scratch, log_path=log_path, cgroup=self.cgroup
+                    zygote, data = ZygoteHandle.fork_from_template(
+                        _site_dirs(), scratch=scratch, cgroups=self._cgroups()
                     )
             if zygote is None or data is None:
-                zygote, data = ZygoteProcess.spawn(
-                    argv_for, env={"MALLOC_ARENA_MAX": "2"}, cwd=scratch, log_path=log_path
+                zygote, data = ZygoteHandle.spawn(
+                    self._zygote_argv, env={"MALLOC_ARENA_MAX": "2"}, cwd=scratch
                 )
             self.zygote = zygote
             try:
@@ -122,6 +102,65 @@ class Resources:
                 self.address_space_bytes = 1024 * _MIB + 3 * zygote.payload_bytes
             else:
                 self.address_space_bytes = int(memory_limit_mb) * _MIB
+            self._limit_memory()
+
+    def _prepare(self) -> str:
+        """Create the scratch dir and the cgroups (once); returns the scratch dir."""
+        if self.scratch is None:
+            _remove_stale_scratch()
+            self.scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
+        if self.cgroup is None:
+            # Room for the zygote, the worker and, in strict mode, bubblewrap's own processes.
+            self.cgroup = PidsCgroup.create(self.max_processes + 4)
+        if self.cgroup is None and os.geteuid() != 0:
+            self.nproc = _nproc_limit(self.max_processes)
+        if self.memory is None:
+            self.memory = MemoryCgroup.create_memory()
+        return self.scratch
+
+    def _cgroups(self) -> list[PidsCgroup]:
+        return [group for group in (self.cgroup, self.memory) if group is not None]
+
+    def _zygote_argv(self, ctl_fd: int, payload_fd: int) -> list[str]:
+        assert self.scratch is not None
+        argv = [
+            sys.executable, "-I", "-S", "-X", "utf8", ENTRY_SCRIPT,
+            "--ctl-fd", str(ctl_fd), "--payload-fd", str(payload_fd), "--scratch", self.scratch,
+        ]  # fmt: skip
+        for path in _site_dirs():
+            argv += ["--path", path]
+        if self.mode == "strict":
+            argv = _strict_wrap(argv, scratch=self.scratch, fds=[ctl_fd, payload_fd])
+        procs = [group.procs_file for group in self._cgroups()]
+        if procs:
+            # The shell joins the cgroups before exec, so nothing escapes them, not even
+            # processes bubblewrap forks at once.
+            join = 'echo $$ > "$0" && echo $$ > "$1" && shift && unset PWD && exec "$@"'
+            argv = ["/bin/sh", "-c", join, procs[0], procs[-1], *argv]
+        return argv
+
+    def _limit_memory(self) -> None:
+        """Cap the memory cgroup: what the loaded zygote holds, plus what a worker may add."""
+        if self.memory is None:
+            return
+        with contextlib.suppress(OSError):  # the previous limit (or none) then stays
+            self.memory.set_limit(self.memory.usage() + self.address_space_bytes + MEMORY_SLACK)
+        self.oom_kills_seen = self.memory.oom_kills()
+
+    def memory_note(self) -> str | None:
+        """Why the last worker died, when it was the memory cgroup's limit (once)."""
+        if self.memory is None:
+            return None
+        kills = self.memory.oom_kills()
+        if kills <= self.oom_kills_seen:
+            return None
+        self.oom_kills_seen = kills
+        limit = self.memory.read("memory.limit_in_bytes").strip()
+        mib = int(limit) // _MIB if limit.isdigit() else 0
+        return (
+            f"the sandbox's memory limit ({mib:,} MiB for all its processes) was reached; "
+            "memory that RLIMIT_AS does not see (memfd, /dev/shm or /tmp files) counts too"
+        )
 
     def stop_zygote(self) -> None:
         """Kill the zygote and the current worker (used before restarting everything)."""
@@ -130,8 +169,8 @@ class Resources:
             if self.zygote is not None:
                 self.zygote.close()
                 self.zygote = None
-            if self.cgroup is not None:
-                self.cgroup.kill_all()
+            for group in self._cgroups():
+                group.kill_all()
 
     # -- workers --------------------------------------------------------------------------------
     def fork_worker(self, params: dict[str, Any]) -> WorkerHandle:
@@ -173,7 +212,10 @@ class Resources:
         if ready:
             with contextlib.suppress(OSError):
                 data = worker.sock.recv(1 << 16)
-        messages = worker.reader.feed(data) if data else []
+        try:
+            messages = worker.reader.feed(data) if data else []
+        except BadFrame:
+            messages = []
         if any(isinstance(m, dict) and m.get("op") == "ready" for m in messages):
             return
         output = b""
@@ -182,8 +224,6 @@ class Resources:
         status = None
         with contextlib.suppress(SandboxError):
             status = self.kill_worker(worker)
-        from .zygote import describe_wait_status
-
         raise SandboxError(
             f"the sandbox worker failed to start (it {describe_wait_status(status)})"
             + (f":\n{output.decode('utf-8', 'replace').strip()}" if output else "")
@@ -195,9 +235,16 @@ class Resources:
             return
         self._live_zygote().request({"op": "signal", "pid": worker.pid, "sig": int(sig)})
 
+    def set_cpu_budget(self, worker: WorkerHandle, seconds: float, what: str) -> None:
+        """Let the zygote kill ``worker`` once it uses ``seconds`` more CPU (never blocks)."""
+        zygote = self.zygote
+        if zygote is not None and not self.closed:
+            zygote.set_cpu_budget(worker.pid, seconds, what)
+
     def kill_worker(self, worker: WorkerHandle) -> int | None:
         """Kill the worker's process group, reap it and return its wait status."""
         with self.lock:
+            self.kill_reason = None
             worker.kill_group()
             # With our cgroup the host sweeps stray processes itself (cheaper than the zygote's
             # scan of /proc), just below.
@@ -213,6 +260,8 @@ class Resources:
                 if self.worker is worker:
                     self.worker = None
             status = reply.get("status")
+            reason = reply.get("reason")
+            self.kill_reason = reason if isinstance(reason, str) else None
             return None if status is None else int(status)
 
     def kill_worker_children(self, worker: WorkerHandle) -> None:
@@ -231,7 +280,7 @@ class Resources:
         worker.kill_group()
         worker.close()
 
-    def _live_zygote(self) -> ZygoteProcess:
+    def _live_zygote(self) -> ZygoteHandle:
         if self.closed:
             raise SandboxError("the sandbox is closed")
         if self.zygote is None:
@@ -245,7 +294,9 @@ class Resources:
         if worker is not None:
             worker.kill_group()
         if zygote is not None:
-            zygote.kill()
+            # Not a SIGKILL: the zygote kills its whole tree first (stop_zygote kills it if it
+            # does not exit in time).
+            zygote.ask_to_stop()
         if cgroup is not None:
             cgroup.kill_all()
 
@@ -257,9 +308,9 @@ class Resources:
             self.kill_processes()
             self.stop_zygote()
             self.closed = True
-            if self.cgroup is not None:
-                self.cgroup.remove()
-                self.cgroup = None
+            for group in self._cgroups():
+                group.remove()
+            self.cgroup = self.memory = None
             if self.scratch is not None:
                 shutil.rmtree(self.scratch, ignore_errors=True)
                 self.scratch = None
@@ -276,8 +327,8 @@ def _strict_wrap(argv: list[str], *, scratch: str, fds: list[int]) -> list[str]:
             "strict sandbox mode is not available: rlm_graph.sandbox.strict cannot be "
             f"imported ({exc})"
         ) from None
-    if not os.path.exists(os.path.join(PACKAGE_DIR, "_confine.py")):
-        raise SandboxError("strict sandbox mode is not available: _confine.py is missing")
+    if not os.path.exists(os.path.join(CHILD_DIR, "confine.py")):
+        raise SandboxError("strict sandbox mode is not available: child/confine.py is missing")
     import sysconfig
 
     read_only = {
@@ -285,7 +336,7 @@ def _strict_wrap(argv: list[str], *, scratch: str, fds: list[int]) -> list[str]:
         sys.base_prefix,
         sys.exec_prefix,
         sys.base_exec_prefix,
-        PACKAGE_DIR,
+        CHILD_DIR,
         *_site_dirs(),
         *(p for p in (sysconfig.get_paths().get(k) for k in ("stdlib", "platstdlib")) if p),
     }

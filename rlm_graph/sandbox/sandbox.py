@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import os
 import signal
 import threading
 import time
@@ -18,6 +19,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar
 
+from . import hostguard
 from .block import BlockLoop
 from .callbacks import CallbackRun, Handler, available_callbacks
 from .channel import WorkerHandle
@@ -64,11 +66,22 @@ class Sandbox:
     interrupt_grace: float = 0.5
     #: Callbacks that may be in flight at once; more are refused with an error.
     max_in_flight: int = 256
+    #: Decoded size (estimated, bytes) of the arguments of callbacks in flight at once; a call
+    #: that would exceed it is refused with an error, unless it is the only one.
+    max_bytes_in_flight: int = 512 << 20
     #: Seconds allowed for the zygote to load the payload.
     start_timeout: float = 120.0
+    #: CPU seconds a worker may use between the end of a block and the start of the next (all
+    #: threads together); past it the worker is replaced (threads must end with their block).
+    idle_cpu_seconds: float = 2.0
     #: Process mode: fork new zygotes from a shared warm template process instead of starting
     #: an interpreter per sandbox (see :mod:`rlm_graph.sandbox.template`).
     fork_from_template: bool = True
+    #: Process mode: make the host process non-dumpable (``PR_SET_DUMPABLE=0``) and zero its
+    #: initial environment block, once for the whole process, so that workers cannot read its
+    #: environment or memory or take its fds (see :mod:`rlm_graph.sandbox.hostguard`).
+    #: Debuggers attaching to the host then need ``CAP_SYS_PTRACE``.
+    protect_host: bool = True
 
     def __init__(
         self,
@@ -180,6 +193,7 @@ class Sandbox:
             self.handlers,
             max_concurrency=self.max_concurrency,
             max_in_flight=self.max_in_flight,
+            max_bytes_in_flight=self.max_bytes_in_flight,
             passthrough=self.passthrough_exceptions,
             wake=self._res.wake,
         )
@@ -193,9 +207,12 @@ class Sandbox:
             exec_timeout=self.exec_timeout,
             interrupt_grace=self.interrupt_grace,
         )
+        self._res.set_cpu_budget(worker, self.block_cpu_seconds(), "block")
         outcome = loop.run(code)
         error = outcome.error
         restarted = False
+        if outcome.ending == "done":
+            self._res.set_cpu_budget(worker, self.idle_cpu_seconds, "idle")
         if outcome.ending == "aborted":
             self._kill_and_restart(worker, lazy=True)
             error, restarted = "the block was cancelled; the worker was stopped", True
@@ -209,6 +226,9 @@ class Sandbox:
                 )
             else:
                 reason = f"{outcome.reason}: the worker {status}"
+            for note in (self._res.kill_reason, self._res.memory_note()):
+                if note:
+                    reason = f"{reason}; {note}"
             error = _join(error, self._restart_text(reason))
         elif outcome.timed_out:
             # Whatever the overrunning block started (a fork bomb, a hung subprocess) goes.
@@ -232,6 +252,11 @@ class Sandbox:
             callback_seconds=calls.waited(),
         )
 
+    def block_cpu_seconds(self) -> float:
+        """CPU a worker may use during one block, all threads together: ``exec_timeout`` on
+        every CPU this process may use, plus one second."""
+        return self.exec_timeout * len(os.sched_getaffinity(0)) + 1.0
+
     def _restart_text(self, reason: str) -> str:
         if self._closed:
             return f"{reason}. The sandbox is closed."
@@ -244,6 +269,8 @@ class Sandbox:
         if self._res.zygote is None or not self._res.zygote.alive():
             if self._res.zygote is not None:
                 raise ZygoteDied(self._res.zygote.death_reason())
+            if self.mode == "process" and self.protect_host:
+                hostguard.protect_host()
             self._res.start_zygote(
                 self.context,
                 memory_limit_mb=self.memory_limit_mb,

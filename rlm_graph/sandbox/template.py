@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import json
 import os
 import select
 import signal
@@ -18,10 +17,9 @@ import socket
 import subprocess
 import sys
 import threading
-from typing import Any
 
+from .control import ENTRY_SCRIPT, ControlClient, ZygoteDied
 from .errors import SandboxError
-from .zygote import WORKER_SCRIPT, ZygoteDied
 
 _READY_TIMEOUT = 30.0
 
@@ -66,12 +64,12 @@ class ForkedProcess:
         return bool(ready)
 
 
-class Template:
-    """The running template process and its control socket."""
+class TemplateHandle:
+    """The host's handle on the running template process and its control socket."""
 
     def __init__(self, paths: list[str]) -> None:
         host_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        argv = [sys.executable, "-I", "-S", "-X", "utf8", WORKER_SCRIPT, "--template",
+        argv = [sys.executable, "-I", "-S", "-X", "utf8", ENTRY_SCRIPT, "--template",
                 "--ctl-fd", str(child_end.fileno())]  # fmt: skip
         for path in paths:
             argv += ["--path", path]
@@ -93,34 +91,24 @@ class Template:
             child_end.close()
         self.ctl = host_end
         self.owner = os.getpid()
-        self.lock = threading.Lock()
-        if self._recv(_READY_TIMEOUT).get("op") != "ready":
+        self.control = ControlClient(
+            host_end,
+            name="sandbox template",
+            exited=lambda: self.proc.poll() is not None,
+            describe_death=lambda: "the sandbox template process did not answer",
+        )
+        try:
+            ready = self.control.receive(_READY_TIMEOUT, what="starting").get("op") == "ready"
+        except ZygoteDied:
+            ready = False
+        if not ready:
             self.close()
             raise ZygoteDied("the sandbox template process did not start")
 
     def spawn(self, scratch: str, fds: tuple[int, int, int]) -> ForkedProcess:
         """Fork a zygote with these fds (control socket, payload socket, log file)."""
-        with self.lock:
-            data = json.dumps({"op": "spawn", "scratch": scratch}).encode()
-            try:
-                socket.send_fds(self.ctl, [data], list(fds))
-            except OSError as exc:
-                raise ZygoteDied(f"the sandbox template process is gone ({exc})") from None
-            reply = self._recv(_READY_TIMEOUT)
-        if not reply.get("ok"):
-            raise SandboxError(f"the sandbox template could not fork: {reply.get('error')}")
+        reply = self.control.request({"op": "spawn", "scratch": scratch}, fds, _READY_TIMEOUT)
         return ForkedProcess(int(reply["pid"]))
-
-    def _recv(self, timeout: float) -> dict[str, Any]:
-        ready, _, _ = select.select([self.ctl], [], [], timeout)
-        data = b""
-        if ready:
-            with contextlib.suppress(OSError):
-                data = self.ctl.recv(1 << 16)
-        if not data:
-            raise ZygoteDied("the sandbox template process did not answer")
-        reply: dict[str, Any] = json.loads(data)
-        return reply
 
     def alive(self) -> bool:
         """Whether the template process is running."""
@@ -136,7 +124,7 @@ class Template:
 
 
 _lock = threading.Lock()
-_template: Template | None = None
+_template: TemplateHandle | None = None
 
 
 def spawn_zygote(paths: list[str], scratch: str, fds: tuple[int, int, int]) -> ForkedProcess:
@@ -150,7 +138,7 @@ def spawn_zygote(paths: list[str], scratch: str, fds: tuple[int, int, int]) -> F
                 template.close()
             template = _template = None
         if template is None:
-            template = _template = Template(paths)
+            template = _template = TemplateHandle(paths)
     try:
         return template.spawn(scratch, fds)
     except SandboxError:

@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import select
 import signal
 import socket
 import subprocess
-import threading
-import time
+import tempfile
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from .cgroup import PidsCgroup
-from .errors import SandboxError
+from .control import ControlClient, ZygoteDied
+from .template import spawn_zygote
 
-WORKER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_worker.py")
-_REPLY_MAX = 1 << 16
+__all__ = ["ZygoteDied", "ZygoteHandle", "describe_wait_status"]
 
-
-class ZygoteDied(SandboxError):
-    """The zygote process exited or stopped answering."""
+LOG_TAIL_BYTES = 2000
+STOP_SECONDS = 3.0
 
 
 class Process(Protocol):
@@ -36,14 +32,19 @@ class Process(Protocol):
     def kill(self) -> None: ...
 
 
-class ZygoteProcess:
-    """A running zygote and its control socket (SOCK_SEQPACKET, so messages keep their bounds)."""
+class ZygoteHandle:
+    """The host's handle on one running zygote: its process and its control client."""
 
-    def __init__(self, proc: Process, ctl: socket.socket, log_path: str) -> None:
+    def __init__(self, proc: Process, ctl: socket.socket, log: BinaryIO) -> None:
         self.proc = proc
         self.ctl = ctl
-        self.log_path = log_path
-        self.lock = threading.Lock()
+        self.log = log
+        self.control = ControlClient(
+            ctl,
+            name="sandbox zygote",
+            exited=lambda: self.proc.poll() is not None,
+            describe_death=self.death_reason,
+        )
         self.vm_size = 0
         self.payload_bytes = 0
 
@@ -54,54 +55,51 @@ class ZygoteProcess:
         *,
         env: dict[str, str],
         cwd: str,
-        log_path: str,
-    ) -> tuple[ZygoteProcess, socket.socket]:
+    ) -> tuple[ZygoteHandle, socket.socket]:
         """Start the zygote; returns it and the host end of its payload socket.
 
         ``argv_for_fds(control_fd, payload_fd)`` builds its argv. The caller streams the payload
         into the returned socket, closes it, then calls :meth:`wait_ready`.
         """
-        with _socket_pairs() as (host_end, child_end, data_host, data_child):
+        log = new_log()
+        with _closed_on_error(log), _socket_pairs() as (host_end, child_end, data_host, data_child):
             fds = (child_end.fileno(), data_child.fileno())
             argv = argv_for_fds(*fds)
-            with open(log_path, "wb") as log:
-                proc = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=log,
-                    env=env,
-                    cwd=cwd,
-                    pass_fds=fds,
-                    start_new_session=True,
-                    close_fds=True,
-                )
-        return cls(proc, host_end, log_path), data_host
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                env=env,
+                cwd=cwd,
+                pass_fds=fds,
+                start_new_session=True,
+                close_fds=True,
+            )
+        return cls(proc, host_end, log), data_host
 
     @classmethod
     def fork_from_template(
-        cls, paths: list[str], *, scratch: str, log_path: str, cgroup: PidsCgroup | None
-    ) -> tuple[ZygoteProcess, socket.socket]:
+        cls, paths: list[str], *, scratch: str, cgroups: list[PidsCgroup]
+    ) -> tuple[ZygoteHandle, socket.socket]:
         """Like :meth:`spawn`, but forked from the shared warm template process."""
-        from .template import spawn_zygote
-
-        with _socket_pairs() as (host_end, child_end, data_host, data_child):
-            with open(log_path, "wb") as log:
-                fds = (child_end.fileno(), data_child.fileno(), log.fileno())
-                proc = spawn_zygote(paths, scratch, fds)
-            if cgroup is not None:
-                # Before it gets the payload, so before it can fork anything.
+        log = new_log()
+        with _closed_on_error(log), _socket_pairs() as (host_end, child_end, data_host, data_child):
+            fds = (child_end.fileno(), data_child.fileno(), log.fileno())
+            proc = spawn_zygote(paths, scratch, fds)
+            # Before it gets the payload, so before it can fork anything.
+            for cgroup in cgroups:
                 try:
                     cgroup.add(proc.pid)
                 except OSError:
                     proc.kill()
                     proc.close()
                     raise
-        return cls(proc, host_end, log_path), data_host
+        return cls(proc, host_end, log), data_host
 
     def wait_ready(self, timeout: float) -> None:
         """Block until the zygote has loaded ``context``."""
-        reply = self._recv(timeout, what="loading the payload")
+        reply = self.control.receive(timeout, what="loading the payload")
         if reply.get("op") != "ready":
             raise ZygoteDied(f"unexpected first message from the zygote: {reply!r}")
         self.vm_size = int(reply.get("vm_size", 0))
@@ -109,50 +107,14 @@ class ZygoteProcess:
 
     def request(self, msg: dict[str, Any], fds: tuple[int, ...] = (), timeout: float = 30.0) -> Any:
         """Send one command and return its reply; raises :class:`ZygoteDied` if it is gone."""
-        with self.lock:
-            data = json.dumps(msg).encode()
-            try:
-                if fds:
-                    socket.send_fds(self.ctl, [data], list(fds))
-                else:
-                    self.ctl.send(data)
-            except OSError as exc:
-                raise ZygoteDied(f"the zygote process is gone ({exc})") from None
-            reply = self._recv(timeout, what=str(msg.get("op")))
-        if not reply.get("ok"):
-            raise SandboxError(f"zygote refused {msg.get('op')!r}: {reply.get('error')}")
-        return reply
-
-    def _recv(self, timeout: float, what: str) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ZygoteDied(f"the zygote did not answer within {timeout:.0f} s ({what})")
-            ready, _, _ = select.select([self.ctl], [], [], min(left, 0.5))
-            if ready:
-                break
-            if self.proc.poll() is not None:
-                raise ZygoteDied(self.death_reason())
-        try:
-            data = self.ctl.recv(_REPLY_MAX)
-        except OSError:
-            data = b""
-        if not data:
-            raise ZygoteDied(self.death_reason())
-        return json.loads(data)
+        return self.control.request(msg, fds, timeout)
 
     def death_reason(self) -> str:
         """Describe why the zygote stopped, with the tail of its stderr."""
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(0.5)
         code = self.proc.returncode
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(max(0, os.fstat(f.fileno()).st_size - 2000))
-                log = f.read().decode("utf-8", "replace").strip()
-        except OSError:
-            log = ""
+        log = read_tail(self.log, LOG_TAIL_BYTES).decode("utf-8", "replace").strip()
         how = "is not responding" if code is None else _describe_status(code)
         return f"the sandbox zygote process {how}" + (f":\n{log}" if log else "")
 
@@ -160,18 +122,32 @@ class ZygoteProcess:
         """Whether the zygote process is still running."""
         return self.proc.poll() is None
 
+    def ask_to_stop(self) -> None:
+        """Ask the zygote to kill everything below it and exit; returns at once.
+
+        Safe from any thread. Without a pids cgroup this is what reaches daemons that left the
+        workers' process groups: they were reparented to the zygote, which SIGKILL would orphan.
+        """
+        self.control.tell({"op": "shutdown"})
+
+    def set_cpu_budget(self, pid: int, seconds: float, what: str) -> None:
+        """Give worker ``pid`` ``seconds`` of CPU from now (``what``: "block" or "idle");
+        the zygote kills it past that. Sent without waiting for an answer."""
+        msg = {"op": "cpu_budget", "pid": pid, "seconds": seconds, "what": what, "noreply": True}
+        self.control.tell(msg)
+
     def kill(self) -> None:
         """SIGKILL the zygote (safe against pid reuse); its workers are killed separately."""
         with contextlib.suppress(OSError):
             self.proc.kill()
 
     def close(self) -> None:
-        """Ask the zygote to kill its workers and exit; kill it if it does not."""
+        """Ask the zygote to kill its tree and exit; kill it if it does not."""
         if self.proc.poll() is None:
-            with contextlib.suppress(OSError):
-                self.ctl.send(b'{"op":"shutdown"}')
+            self.ask_to_stop()
             try:
-                self.proc.wait(0.5)
+                # Its own kill loop gives up after 2 s (a tree that keeps forking).
+                self.proc.wait(STOP_SECONDS)
             except subprocess.TimeoutExpired:
                 self.kill()
                 self.proc.wait()
@@ -179,6 +155,35 @@ class ZygoteProcess:
         if closer is not None:
             closer()
         self.ctl.close()
+        self.log.close()
+
+
+def new_log() -> BinaryIO:
+    """A file for a zygote's stderr that has no name (``O_TMPFILE``, or unlinked at once).
+
+    The host reads it only through this handle: it lives outside the scratch dir, so nothing the
+    sandbox writes (a symlink to a host secret, a FIFO) can be where the host looks for it.
+    """
+    return tempfile.TemporaryFile(prefix="rlm-zygote-log-")
+
+
+def read_tail(log: BinaryIO, limit: int) -> bytes:
+    """The last ``limit`` bytes of ``log``, read through its fd without moving its offset."""
+    try:
+        size = os.fstat(log.fileno()).st_size
+        start = max(0, size - limit)
+        return os.pread(log.fileno(), size - start, start)
+    except (OSError, ValueError):
+        return b""
+
+
+@contextlib.contextmanager
+def _closed_on_error(log: BinaryIO) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        log.close()
+        raise
 
 
 @contextlib.contextmanager

@@ -1,7 +1,7 @@
-"""Sandbox entry point, executed by path: ``python -I -S _worker.py --ctl-fd N ...``.
+"""Sandbox entry point, executed by path: ``python -I -S child/entry.py --ctl-fd N ...``.
 
 Stdlib only; never imports ``rlm_graph`` (whose ``__init__`` may pull in LangGraph). The process
-it starts is the zygote (see ``_zygote.py``); workers are forked from it.
+it starts is the zygote (see ``zygote.py``); workers are forked from it.
 """
 
 import os
@@ -11,7 +11,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-import _zygote  # noqa: E402
+import zygote  # noqa: E402
 
 if __name__ == "__main__":
-    _zygote.main()
+    zygote.main()

@@ -1,6 +1,6 @@
 """Worker side of the sandbox: runs model code blocks and forwards callbacks (stdlib only).
 
-This module is imported by ``_worker.py`` inside the sandboxed process. It must never import
+This module is imported by ``zygote.py`` inside the sandboxed process. It must never import
 ``rlm_graph`` (whose package ``__init__`` may pull in LangGraph) or anything outside the stdlib.
 """
 
@@ -19,9 +19,8 @@ import threading
 import traceback
 from typing import Any
 
-import _frames
-
-CALLBACK_NAMES = ("llm_query", "llm_query_batched", "rlm_query", "rlm_query_batched")
+import frames
+from tables import CALLBACK_NAMES
 
 
 class FinalAnswer(BaseException):
@@ -55,14 +54,14 @@ class Worker:
 
     # -- channel ---------------------------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:
-        data = _frames.encode(message)
+        data = frames.encode(message)
         with self.send_lock:
             self.sock.sendall(data)
 
     def reader(self) -> None:
         try:
             while True:
-                msg = _frames.read_frame(self.sock, 1 << 62)
+                msg = frames.read_frame(self.sock, 1 << 62)
                 if msg is None:
                     break
                 if msg.get("op") == "reply":
@@ -84,7 +83,7 @@ class Worker:
             raise RuntimeError(f"{name} is only available in the sandbox's main worker process")
         call_id = next(self.ids)
         try:
-            data = _frames.encode({"op": "call", "id": call_id, "name": name, "args": args})
+            data = frames.encode({"op": "call", "id": call_id, "name": name, "args": args})
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{name}: arguments must be JSON-like ({exc})") from None
         if len(data) - 4 > self.max_frame_bytes:
@@ -152,8 +151,8 @@ class Worker:
             "rlm_query": rlm_query,
             "rlm_query_batched": rlm_query_batched,
         }
-        for name, func in funcs.items():
-            ns[name] = make(name) or func
+        for name in CALLBACK_NAMES:
+            ns[name] = make(name) or funcs[name]
         ns["final_answer"] = final_answer
         ns["FinalAnswer"] = FinalAnswer
         # The interpreter runs without ``site`` (faster start), which is what defines these.

@@ -1,6 +1,6 @@
 """Sandbox zygote and worker process setup (stdlib only; never imports ``rlm_graph``).
 
-Started through ``_worker.py`` (kept tiny: a script run by path is compiled on every start, a
+Started through ``entry.py`` (kept tiny: a script run by path is compiled on every start, a
 module imported from it uses cached bytecode). The process the host starts is the *zygote*: it
 receives ``context`` once over its payload socket and then, on request over its control socket,
 forks fresh workers that inherit ``context`` copy-on-write. The zygote never runs model code; it
@@ -21,8 +21,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import _frames
-import _repl
+import confine
+import cpu
+import frames
+import repl
+from tables import STR_KINDS
 
 # Imported here so that every worker gets them for free, already initialised, copy-on-write.
 PRELOAD = (
@@ -36,18 +39,9 @@ PROTOCOL_FD = 3
 CONTROL_MAX = 1 << 16
 
 
-# kind -> (bytes per char, max char for PyUnicode_New, codec); must match the host's payload.py.
-STR_KINDS = {
-    "ascii": (1, 127, "ascii"),
-    "latin1": (1, 255, "latin-1"),
-    "ucs2": (2, 0xFFFF, "utf-16-le"),
-    "ucs4": (4, 0x10FFFF, "utf-32-le"),
-}
-
-
 def receive_payload(sock: socket.socket) -> tuple[Any, int]:
     """Read ``context`` from the host's payload stream; returns it and its size in bytes."""
-    header = _frames.read_frame(sock, 1 << 16)
+    header = frames.read_frame(sock, 1 << 16)
     if header is None:
         raise EOFError("the host sent no payload")
     kind = header["kind"]
@@ -138,8 +132,8 @@ def vm_size_bytes() -> int:
     return 0
 
 
-class Zygote:
-    """Holds ``context`` and forks workers on request."""
+class ZygoteServer:
+    """The zygote's own loop: holds ``context`` and forks workers on the host's request."""
 
     def __init__(self, args: Options) -> None:
         self.args = args
@@ -147,6 +141,7 @@ class Zygote:
         self.statuses: dict[int, int] = {}
         self.workers: set[int] = set()
         self.preloaded = False
+        self.cpu = cpu.CpuBudgets()
 
     def reap(self) -> None:
         for pid, status in reap_children():
@@ -169,9 +164,14 @@ class Zygote:
         serve_requests(
             self.ctl,
             lambda msg, fds: self.dispatch(str(msg.get("op")), msg, fds, context),
-            on_eof=self.shutdown,
+            on_eof=self.host_gone,
             after=self.preload_once,
+            poll=self.enforce_cpu_budgets,
         )
+
+    def enforce_cpu_budgets(self) -> None:
+        for pid in self.cpu.overspent():
+            self.killpg_unreaped(pid)
 
     def preload_once(self) -> None:
         if not self.preloaded:
@@ -185,6 +185,11 @@ class Zygote:
     ) -> dict[str, Any]:
         if op == "fork":
             return {"ok": True, "pid": self.fork(msg, fds, context)}
+        if op == "cpu_budget":
+            pid = int(msg["pid"])
+            if pid in self.workers and pid not in self.statuses:
+                self.cpu.set(pid, float(msg["seconds"]), str(msg.get("what", "block")))
+            return {"ok": True}
         if op == "signal":
             pid = int(msg["pid"])
             if pid in self.workers and pid not in self.statuses:
@@ -195,16 +200,21 @@ class Zygote:
             if pid in self.workers:
                 self.killpg_unreaped(pid)
                 status = self.wait_worker(pid)
+                self.cpu.forget(pid)
+                reason = self.cpu.reason(pid)
                 if msg.get("sweep", True):
                     # Descendants that left the group were reparented to us (the subreaper)
                     # when their parents died. Skipped when the host sweeps its cgroup itself.
                     kill_strays(keep=self.workers, reap=self.reap)
-                return {"ok": True, "status": status}
+                return {"ok": True, "status": status, "reason": reason}
             return {"ok": True, "status": None}
         if op == "kill_others":
             pid = int(msg["pid"])
             alive = pid in self.workers and pid not in self.statuses
             killed = kill_started_by(pid) if alive else 0
+            if alive:
+                # Daemons that double-forked out of the worker's tree were reparented to us.
+                kill_strays(keep=self.workers, reap=self.reap)
             return {"ok": True, "killed": killed}
         if op == "shutdown":
             self.shutdown()
@@ -222,9 +232,26 @@ class Zygote:
         except OSError:
             pass
 
-    def shutdown(self) -> None:
+    def kill_everything(self) -> None:
+        """SIGKILL every process below us: the workers' groups, then our children until none
+        is left. As the subreaper we inherit every orphan of the tree, daemons included."""
         for pid in list(self.workers):
             self.killpg_unreaped(pid)
+        kill_strays(keep=set(), reap=self.reap, seconds=2.0)
+
+    def shutdown(self) -> None:
+        """The host asked us to stop (it removes the scratch dir itself)."""
+        self.kill_everything()
+        os._exit(0)
+
+    def host_gone(self) -> None:
+        """The host closed our control socket without a shutdown: it died (say, SIGKILL).
+        Nobody else will clean up, so we kill the tree and empty the scratch dir first."""
+        self.kill_everything()
+        import shutil
+
+        os.chdir("/")
+        shutil.rmtree(self.args.scratch, ignore_errors=True)
         os._exit(0)
 
     def fork(self, msg: dict[str, Any], fds: list[int], context: Any) -> int:
@@ -262,15 +289,17 @@ class Zygote:
         os.dup2(proto, PROTOCOL_FD)
         os.closerange(PROTOCOL_FD + 1, _max_fd())
         _set_limits(msg)
+        _prefer_for_oom_kill()
         os.chdir(self.args.scratch)
         sys.stdout = _line_stream(1)
         sys.stderr = _line_stream(2)
         if self.args.strict:
-            import _confine
-
-            _confine.apply(self.args.scratch)
+            confine.apply(self.args.scratch)
+        elif os.geteuid() == 0:
+            # The host is non-dumpable; without this capability root cannot ptrace it either.
+            confine.drop_ptrace_capability()
         sock = socket.socket(fileno=PROTOCOL_FD)
-        worker = _repl.Worker(sock, int(msg.get("max_frame_bytes", 1 << 28)))
+        worker = repl.Worker(sock, int(msg.get("max_frame_bytes", 1 << 28)))
         worker.install_api(context, str(msg.get("query", "")), list(msg.get("callbacks", [])))
         worker.serve()
 
@@ -299,10 +328,14 @@ def kill_started_by(worker: int) -> int:
     return killed
 
 
-def kill_strays(keep: set[int], reap: Callable[[], None]) -> None:
-    """SIGKILL our children other than ``keep``: orphans reparented to us, the subreaper."""
+def kill_strays(keep: set[int], reap: Callable[[], None], seconds: float = 0.5) -> None:
+    """SIGKILL our children other than ``keep``: orphans reparented to us, the subreaper.
+
+    Repeats until none is left or ``seconds`` have passed: killing one hands us its children.
+    """
     me = os.getpid()
-    for _round in range(50):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         victims = [
             pid for pid, (ppid, _pgrp) in _proc_table().items() if ppid == me and pid not in keep
         ]
@@ -363,6 +396,16 @@ def _line_stream(fd: int) -> Any:
     )
 
 
+def _prefer_for_oom_kill() -> None:
+    # When the sandbox's memory cgroup is full, the kernel should kill a worker (variables
+    # lost) rather than the zygote (payload reloaded). Raising one's own score needs no right.
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
+    except OSError:
+        pass
+
+
 def _set_limits(msg: dict[str, Any]) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     mem = msg.get("address_space_bytes")
@@ -415,9 +458,9 @@ class Options:
             elif arg == "--path":
                 self.paths.append(next(args))
             else:
-                raise SystemExit(f"_worker.py: unknown argument {arg!r}")
+                raise SystemExit(f"entry.py: unknown argument {arg!r}")
         if self.ctl_fd < 0 or not (self.template or (self.payload_fd >= 0 and self.scratch)):
-            raise SystemExit("_worker.py: --ctl-fd, --payload-fd and --scratch are required")
+            raise SystemExit("entry.py: --ctl-fd, --payload-fd and --scratch are required")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -427,7 +470,7 @@ def main(argv: list[str] | None = None) -> None:
     # Zygotes ignore interrupts; workers restore the default handler after fork.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if args.template:
-        Template(args.ctl_fd).serve()
+        TemplateServer(args.ctl_fd).serve()
     else:
         run_zygote(args, preloaded=False)
 
@@ -436,14 +479,14 @@ def run_zygote(args: Options, *, preloaded: bool) -> None:
     """Receive ``context`` and serve the host's requests until shut down."""
     os.chdir(args.scratch)
     _become_subreaper()
-    zygote = Zygote(args)
+    zygote = ZygoteServer(args)
     zygote.preloaded = preloaded
     with socket.socket(fileno=args.payload_fd) as payload_sock:
         context, size = receive_payload(payload_sock)
     zygote.serve(context, size)
 
 
-class Template:
+class TemplateServer:
     """A warm process that forks new zygotes (process mode): no interpreter start per sandbox.
 
     It never holds a payload or runs model code. Request: ``{"op": "spawn", "scratch": DIR}`` with
@@ -466,7 +509,7 @@ class Template:
         return {"ok": True, "pid": self.spawn(str(msg["scratch"]), fds)}
 
     def spawn(self, scratch: str, fds: list[int]) -> int:
-        gc.freeze()  # see Zygote.fork
+        gc.freeze()  # see ZygoteServer.fork
         pid = os.fork()
         if pid:
             return pid
@@ -498,9 +541,18 @@ def serve_requests(
     *,
     on_eof: Callable[[], None],
     after: Callable[[], None] | None = None,
+    poll: Callable[[], None] | None = None,
 ) -> None:
-    """Answer the host's requests (JSON, maybe with fds) on ``ctl`` until it hangs up."""
+    """Answer the host's requests (JSON, maybe with fds) on ``ctl`` until it hangs up.
+
+    A request with ``"noreply": true`` gets no answer (the host did not wait for one).
+    ``poll`` runs every ``cpu.POLL_SECONDS`` while no request comes.
+    """
     while True:
+        if poll is not None:
+            poll()
+            if not _readable(ctl, cpu.POLL_SECONDS):
+                continue
         try:
             data, fds, _flags, _addr = socket.recv_fds(ctl, CONTROL_MAX, 4)
         except OSError:
@@ -508,8 +560,10 @@ def serve_requests(
         if not data:
             on_eof()
             return
+        msg: Any = {}
         try:
-            reply = handle(json.loads(data), fds)
+            msg = json.loads(data)
+            reply = handle(msg, fds)
         except Exception as exc:  # report to the host, keep serving
             reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         finally:
@@ -518,9 +572,19 @@ def serve_requests(
                     os.close(fd)
                 except OSError:
                     pass
-        ctl.send(json.dumps(reply).encode())
+        if not (isinstance(msg, dict) and msg.get("noreply")):
+            ctl.send(json.dumps(reply).encode())
         if after is not None:
             after()
+
+
+def _readable(sock: socket.socket, timeout: float) -> bool:
+    import select
+
+    try:
+        return bool(select.select([sock], [], [], timeout)[0])
+    except InterruptedError:
+        return False
 
 
 def reap_children() -> list[tuple[int, int]]:

@@ -1,7 +1,7 @@
 """Second confinement layer that a strict-mode worker applies to itself (stdlib only).
 
-Imported by ``_worker.py`` inside the sandbox, right after fork and before the worker starts
-any thread: ``import _confine; _confine.apply(scratch_dir)``. It never imports ``rlm_graph``.
+Imported by ``zygote.py`` inside the sandbox, right after fork and before the worker starts
+any thread: ``import confine; confine.apply(scratch_dir)``. It never imports ``rlm_graph``.
 
 Layers, each applied only where the kernel allows and reported either way:
 
@@ -13,7 +13,11 @@ Layers, each applied only where the kernel allows and reported either way:
 - seccomp: a hand-assembled BPF filter that fails kernel-administration and namespace
   syscalls (``mount``, ``unshare``, ``setns``, ``ptrace``, ``bpf``, ``kexec_*``...) with
   ``EPERM``, refuses other syscall ABIs (x32, i386), and ``clone3`` with ``ENOSYS`` so that
-  libc falls back to ``clone``, whose namespace flags the filter can see.
+  libc falls back to ``clone``, whose namespace flags the filter can see. Calls that act on
+  another process without a ptrace check (which Landlock would apply) work on the caller only
+  (pid 0): ``prlimit64`` may read any pid's limits but set only its own, ``setpriority``,
+  ``ioprio_set`` and ``sched_set*`` take pid 0 only (so the worker cannot starve or kill the
+  unconfined zygote). ``socket``/``socketpair`` accept only ``ALLOWED_SOCKET_FAMILIES``.
 
 None of these can crash the worker: an unavailable layer is reported in the returned dict.
 """
@@ -83,6 +87,7 @@ RET_ERRNO = 0x00050000
 OFFSET_NR = 0
 OFFSET_ARCH = 4
 OFFSET_ARG0_LOW = 16  # args[0], low 32 bits on little-endian machines
+ARG_SIZE = 8
 X32_SYSCALL_BIT = 0x40000000
 CLONE_NAMESPACE_FLAGS = (
     0x00020000  # CLONE_NEWNS
@@ -93,6 +98,12 @@ CLONE_NAMESPACE_FLAGS = (
     | 0x20000000  # CLONE_NEWPID
     | 0x40000000  # CLONE_NEWNET
 )
+
+#: Socket families sandboxed code may create (``socket``/``socketpair``); others fail with
+#: EAFNOSUPPORT. AF_VSOCK (40) shares its port space with the host, whatever the namespaces.
+ALLOWED_SOCKET_FAMILIES = {"AF_UNIX": 1, "AF_INET": 2, "AF_INET6": 10, "AF_NETLINK": 16}
+PRIO_PROCESS = 0
+IOPRIO_WHO_PROCESS = 1
 
 # Names shared by both tables; numbers >= 424 are the same on every architecture.
 _COMMON_DENIED = {
@@ -108,6 +119,12 @@ ARCHES: dict[str, dict[str, Any]] = {
         "seccomp": 317,
         "clone": 56,
         "clone3": 435,
+        # Allowed only on the caller itself (pid 0) or, for sockets, on the allowed families.
+        "checked": {
+            "socket": 41, "socketpair": 53, "prlimit64": 302, "setpriority": 141,
+            "ioprio_set": 251, "sched_setattr": 314, "sched_setscheduler": 144,
+            "sched_setparam": 142, "sched_setaffinity": 203,
+        },
         "denied": {
             "ptrace": 101, "mount": 165, "umount2": 166, "unshare": 272, "setns": 308,
             "keyctl": 250, "add_key": 248, "request_key": 249, "bpf": 321,
@@ -128,6 +145,11 @@ ARCHES: dict[str, dict[str, Any]] = {
         "seccomp": 277,
         "clone": 220,
         "clone3": 435,
+        "checked": {
+            "socket": 198, "socketpair": 199, "prlimit64": 261, "setpriority": 140,
+            "ioprio_set": 30, "sched_setattr": 274, "sched_setscheduler": 119,
+            "sched_setparam": 118, "sched_setaffinity": 122,
+        },
         "denied": {
             "ptrace": 117, "mount": 40, "umount2": 39, "unshare": 97, "setns": 268,
             "keyctl": 219, "add_key": 217, "request_key": 218, "bpf": 280,
@@ -236,6 +258,51 @@ def apply(scratch_dir: str) -> dict[str, Any]:
     return status
 
 
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+CAP_SYS_PTRACE = 19
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def drop_ptrace_capability() -> bool:
+    """Drop ``CAP_SYS_PTRACE`` for good (process mode, when the worker runs as root).
+
+    The host makes itself non-dumpable; root could still ptrace it with this capability. It is
+    removed from the bounding set (so no exec can regain it) and from the effective, permitted
+    and inheritable sets; ambient capabilities are cleared. Returns whether it is gone.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_CAPBSET_DROP, CAP_SYS_PTRACE, 0, 0, 0) != 0:
+            return False
+        libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+        header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+        data = (_CapData * 2)()
+        if libc.capget(ctypes.byref(header), data) != 0:
+            return False
+        word, bit = divmod(CAP_SYS_PTRACE, 32)
+        mask = ~(1 << bit) & 0xFFFFFFFF
+        data[word].effective &= mask
+        data[word].permitted &= mask
+        data[word].inheritable &= mask
+        return int(libc.capset(ctypes.byref(header), data)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
 def _thread_count() -> int:
     try:
         return len(os.listdir("/proc/self/task"))
@@ -298,6 +365,58 @@ def _add_rule(libc: _Libc, ruleset: int, path: str, access: int, missing_ok: boo
         os.close(fd)
 
 
+# (code, jt, jf, k): jumps are relative offsets or label names; a bare string defines a label.
+Insn = tuple[int, "str | int", "str | int", int]
+
+# Which check each argument-checked syscall jumps to.
+_CHECK_OF = {
+    "socket": "family", "socketpair": "family", "prlimit64": "prlimit",
+    "setpriority": "prio", "ioprio_set": "ioprio", "sched_setattr": "self",
+    "sched_setscheduler": "self", "sched_setparam": "self", "sched_setaffinity": "self",
+}  # fmt: skip
+
+
+def _arg(index: int, high: bool = False) -> int:
+    """Offset of syscall argument ``index`` (its low or high 32 bits, little-endian)."""
+    return OFFSET_ARG0_LOW + ARG_SIZE * index + (4 if high else 0)
+
+
+def _argument_checks() -> list[Insn | str]:
+    """The checks jumped to for the syscalls in ``checked``: each ends in allow or a denial."""
+    family: list[Insn | str] = ["family", (BPF_LD_W_ABS, 0, 0, _arg(0))]
+    for number in ALLOWED_SOCKET_FAMILIES.values():
+        family.append((BPF_JEQ_K, "allow", 0, number))
+    family.append((BPF_RET_K, 0, 0, RET_ERRNO | errno.EAFNOSUPPORT))
+    return [
+        "clone",
+        (BPF_LD_W_ABS, 0, 0, _arg(0)),
+        (BPF_JSET_K, "deny", "allow", CLONE_NAMESPACE_FLAGS),
+        *family,
+        # pid 0 is the caller; the kernel reads pid_t arguments as 32-bit ints.
+        "self",
+        (BPF_LD_W_ABS, 0, 0, _arg(0)),
+        (BPF_JEQ_K, "allow", "deny", 0),
+        # prlimit64(pid, resource, new, old): any pid may be read (new == NULL), only 0 set.
+        "prlimit",
+        (BPF_LD_W_ABS, 0, 0, _arg(0)),
+        (BPF_JEQ_K, "allow", 0, 0),
+        (BPF_LD_W_ABS, 0, 0, _arg(2)),
+        (BPF_JEQ_K, 0, "deny", 0),
+        (BPF_LD_W_ABS, 0, 0, _arg(2, high=True)),
+        (BPF_JEQ_K, "allow", "deny", 0),
+        # setpriority(which, who, prio) and ioprio_set(which, who, prio): this process only.
+        "prio",
+        (BPF_LD_W_ABS, 0, 0, _arg(0)),
+        (BPF_JEQ_K, "who", "deny", PRIO_PROCESS),
+        "ioprio",
+        (BPF_LD_W_ABS, 0, 0, _arg(0)),
+        (BPF_JEQ_K, "who", "deny", IOPRIO_WHO_PROCESS),
+        "who",
+        (BPF_LD_W_ABS, 0, 0, _arg(1)),
+        (BPF_JEQ_K, "allow", "deny", 0),
+    ]
+
+
 def seccomp_program(machine: str | None = None) -> bytes:
     """The seccomp BPF program (packed ``struct sock_filter`` array) for ``machine``.
 
@@ -307,9 +426,7 @@ def seccomp_program(machine: str | None = None) -> bytes:
     arch = ARCHES.get(machine)
     if arch is None:
         raise ValueError(f"no seccomp syscall table for architecture {machine!r}")
-    eperm = RET_ERRNO | errno.EPERM
-    # (code, jt label, jf label, k); labels are resolved to relative offsets below.
-    prog: list[tuple[int, str | int, str | int, int]] = [
+    prog: list[Insn | str] = [
         (BPF_LD_W_ABS, 0, 0, OFFSET_ARCH),
         (BPF_JEQ_K, 0, "deny", arch["audit_arch"]),
         (BPF_LD_W_ABS, 0, 0, OFFSET_NR),
@@ -318,20 +435,34 @@ def seccomp_program(machine: str | None = None) -> bytes:
         prog.append((BPF_JGE_K, "deny", 0, X32_SYSCALL_BIT))
     for number in sorted(set(arch["denied"].values())):
         prog.append((BPF_JEQ_K, "deny", 0, number))
-    prog += [
-        (BPF_JEQ_K, "enosys", 0, arch["clone3"]),
-        (BPF_JEQ_K, 0, "allow", arch["clone"]),
-        (BPF_LD_W_ABS, 0, 0, OFFSET_ARG0_LOW),
-        (BPF_JSET_K, "deny", 0, CLONE_NAMESPACE_FLAGS),
-    ]
-    labels = {"allow": len(prog), "deny": len(prog) + 1, "enosys": len(prog) + 2}
+    prog.append((BPF_JEQ_K, "enosys", 0, arch["clone3"]))
+    prog.append((BPF_JEQ_K, "clone", 0, arch["clone"]))
+    for name, number in arch["checked"].items():
+        prog.append((BPF_JEQ_K, _CHECK_OF[name], 0, number))
     prog += [
         (BPF_RET_K, 0, 0, RET_ALLOW),
-        (BPF_RET_K, 0, 0, eperm),
+        *_argument_checks(),
+        "allow",
+        (BPF_RET_K, 0, 0, RET_ALLOW),
+        "deny",
+        (BPF_RET_K, 0, 0, RET_ERRNO | errno.EPERM),
+        "enosys",
         (BPF_RET_K, 0, 0, RET_ERRNO | errno.ENOSYS),
     ]
+    return _assemble(prog)
+
+
+def _assemble(prog: list[Insn | str]) -> bytes:
+    """Resolve labels to relative jump offsets and pack the instructions."""
+    labels: dict[str, int] = {}
+    insns: list[Insn] = []
+    for item in prog:
+        if isinstance(item, str):
+            labels[item] = len(insns)
+        else:
+            insns.append(item)
     out = bytearray()
-    for index, (code, jt, jf, k) in enumerate(prog):
+    for index, (code, jt, jf, k) in enumerate(insns):
         offsets = [labels[j] - index - 1 if isinstance(j, str) else j for j in (jt, jf)]
         if not all(0 <= off <= 255 for off in offsets):
             raise ValueError("seccomp program too long for 8-bit jump offsets")

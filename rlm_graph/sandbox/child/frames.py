@@ -14,13 +14,24 @@ HEADER = struct.Struct(">I")
 MAX_LENGTH = 0xFFFFFFFF
 
 
-class FrameTooLarge(ValueError):
+class BadFrame(ValueError):
+    """A frame the receiver refuses: malformed, too large, or not a message it accepts."""
+
+
+class FrameTooLarge(BadFrame):
     """A frame is larger than the receiver accepts."""
 
 
 def encode(message: Any) -> bytes:
-    """Serialize ``message`` as one frame (header included)."""
-    body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """Serialize ``message`` as one frame (header included).
+
+    Strings with lone surrogates (``"\ud800"``, which model code can make) cannot be UTF-8:
+    such a message is sent with JSON escapes instead, and the host replaces them.
+    """
+    try:
+        body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:
+        body = json.dumps(message, separators=(",", ":")).encode("ascii")
     if len(body) > MAX_LENGTH:
         raise FrameTooLarge(f"frame of {len(body)} bytes cannot be encoded")
     return HEADER.pack(len(body)) + body

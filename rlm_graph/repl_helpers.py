@@ -1,0 +1,82 @@
+"""Helper functions defined in every run's REPL before its first block: ``grep`` and ``chunks``.
+
+They are plain Python run as a prelude block, so every executor gets them the same way and the
+model can read what they do. ``chunks``' default size is what ``llm_query`` can read.
+"""
+
+from __future__ import annotations
+
+PRELUDE = '''\
+def grep(pattern, text=None, context_lines=0, max_hits=20, ignore_case=True):
+    """Print the lines of text (default: context) matching the regular expression pattern,
+    with their line numbers and context_lines around each; in a long line (a text with few
+    line breaks), the part around each match. Returns the matching lines."""
+    import re as _re
+    if text is None:
+        text = context
+    if isinstance(text, (list, tuple)):
+        text = "\\n".join(map(str, text))
+    elif not isinstance(text, str):
+        text = str(text)
+    flags = _re.IGNORECASE if ignore_case else 0
+    try:
+        rx = _re.compile(pattern, flags)
+    except _re.error:
+        rx = _re.compile(_re.escape(pattern), flags)
+    lines = text.splitlines()
+    hits = [i for i, line in enumerate(lines) if rx.search(line)]
+    shown, printed = set(), 0
+    for i in hits:
+        if printed >= max_hits:
+            break
+        if len(lines[i]) > 300:
+            for m in rx.finditer(lines[i]):
+                if printed >= max_hits:
+                    break
+                start = max(0, m.start() - 100)
+                print(f"{i + 1}: ...{lines[i][start:m.end() + 200]}...")
+                printed += 1
+            continue
+        for j in range(max(0, i - context_lines), min(len(lines), i + context_lines + 1)):
+            if j not in shown:
+                shown.add(j)
+                print(f"{j + 1}: {lines[j][:300]}")
+        printed += 1
+    if printed >= max_hits:
+        print(f"... more matches: the first {max_hits} shown ({len(hits):,} matching lines)")
+    if not hits:
+        print(f"grep: no line matches {pattern!r}")
+    return [lines[i] for i in hits]
+
+
+def chunks(text=None, size={chunk_chars}):
+    """Split text (default: context) into pieces of at most size characters, cut at line
+    breaks where possible; a list is cut into groups of items of at most size characters."""
+    if text is None:
+        text = context
+    if isinstance(text, (list, tuple)):
+        out, cur, n = [], [], 0
+        for item in text:
+            k = len(str(item))
+            if cur and n + k > size:
+                out.append(cur)
+                cur, n = [], 0
+            cur.append(item)
+            n += k
+        return out + ([cur] if cur else [])
+    text = str(text)
+    out, start = [], 0
+    while start < len(text):
+        end = min(len(text), start + size)
+        if end < len(text):
+            cut = text.rfind("\\n", start, end)
+            end = cut + 1 if cut > start else end
+        out.append(text[start:end])
+        start = end
+    return out
+'''
+
+
+def prelude(chunk_chars: int) -> str:
+    """The prelude block with ``chunks``' default size set to ``chunk_chars``."""
+    return PRELUDE.replace("{chunk_chars}", str(int(chunk_chars)))

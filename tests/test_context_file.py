@@ -1,0 +1,143 @@
+"""Bad input to the CLI: empty stdin, stdin on a terminal, binary files, bad model factories,
+and big files (a status line, one copy in memory)."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from rlm_graph import cli, context_file
+from rlm_graph.context_file import ContextFileError, read_context
+from tests.ptyrun import run_in_pty
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = str(Path(sys.executable).parent / "rlm-graph")
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and k != "RLM_MODEL"}
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def _main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = cli.main(["q", "--model", "tests.fakes:answer_model", "--quiet", *args])
+    err = capsys.readouterr().err
+    return code, err
+
+
+def _one_line(err: str, *needles: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rlm-graph: error: "), err
+    for needle in needles:
+        assert needle in lines[0], (needle, err)
+
+
+def test_empty_stdin_from_dev_null_is_a_usage_error() -> None:
+    proc = subprocess.run(
+        [SCRIPT, "q", "--context-file", "-", "--model", "tests.fakes:answer_model"],
+        cwd=ROOT, env=_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and proc.stdout == ""
+    _one_line(proc.stderr, "stdin is empty")
+
+
+def test_empty_pipe_and_empty_file(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
+    code, err = _main(capsys, "--context-file", "-")
+    assert code == 2
+    _one_line(err, "stdin is empty")
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    code, err = _main(capsys, "--context-file", str(empty))
+    assert code == 2
+    _one_line(err, "context file is empty", str(empty))
+
+
+def test_binary_and_non_utf8_files_are_refused_naming_the_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    binary = tmp_path / "image.bin"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    code, err = _main(capsys, "--context-file", str(binary))
+    assert code == 2
+    _one_line(err, str(binary), "binary", "offset 8", "--decode-errors replace")
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes("caf\u00e9 ok".encode("latin-1"))
+    code, err = _main(capsys, "--context-file", str(latin))
+    assert code == 2
+    _one_line(err, str(latin), "not UTF-8", "0xe9 at offset 3")
+    # Asked for explicitly, it is read with replacement characters.
+    code, err = _main(capsys, "--context-file", str(latin), "--decode-errors", "replace")
+    assert code == 0, err
+
+
+def test_bad_factory_spec_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    # FakeChatModel() without its required field: pydantic's many-line ValidationError.
+    code = cli.main(["q", "--model", "tests.fakes:FakeChatModel"])
+    err = capsys.readouterr().err
+    assert code == 2
+    _one_line(err, "tests.fakes:FakeChatModel", "ValidationError", "no arguments")
+    assert "Traceback" not in err
+    code = cli.main(["q", "--model", "json:dumps"])
+    assert code == 2
+    _one_line(capsys.readouterr().err, "json:dumps", "TypeError")
+
+
+def test_stdin_on_a_terminal_gets_a_hint() -> None:
+    screen = run_in_pty(
+        [SCRIPT, "How long?", "--context-file", "-", "--model", "tests.fakes:answer_model"],
+        cwd=ROOT,
+        env={**_env(), "TERM": "xterm"},
+        stdin_tty=True,
+        reply=(b"press Ctrl-D", b"hello\n\x04"),
+        timeout=120,
+    )
+    assert screen.returncode == 0, screen.text
+    assert "Reading the context from the terminal" in screen.text
+    assert "6" in screen.text.split("press Ctrl-D", 1)[1]  # "hello\n" was the context
+
+
+def test_big_file_status_lines_and_one_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    size = 40 * 1024 * 1024
+    path = tmp_path / "big.txt"
+    with path.open("wb") as f:
+        line = b"x" * 1023 + b"\n"
+        for _ in range(size // len(line)):
+            f.write(line)
+    monkeypatch.setattr(context_file, "BIG_FILE_BYTES", 1024 * 1024)
+    said: list[str] = []
+    tracemalloc.start()
+    try:
+        text = read_context(str(path), say=said.append)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(text) == size
+    # The str is the only copy: reading bytes then decoding them would peak at twice the size.
+    assert peak < 1.2 * size, peak / size
+    assert said[0].startswith(f"Reading {path} (42 MB)")
+    assert said[1].startswith(f"Read {size:,} characters in ")
+
+
+def test_small_files_say_nothing_and_errors_are_context_file_errors(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_text("ünïcode\n")
+    said: list[str] = []
+    assert read_context(str(path), say=said.append) == "ünïcode\n"
+    assert said == []
+    with pytest.raises(ContextFileError, match="not found"):
+        read_context(str(tmp_path / "missing.txt"))
+    with pytest.raises(ContextFileError, match="not a regular file"):
+        read_context(str(tmp_path))

@@ -1,0 +1,192 @@
+"""The loop's aids for small models (issue 12): placeholder answers refused, a guessed answer
+questioned once, hints on common failures, grep/chunks in the REPL, the real window of
+llm_query in the prompt, and the direct strategy. Scripted models, the real sandbox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from langchain_core.messages import BaseMessage
+
+from rlm_graph import build_graph, prompts
+from rlm_graph.model_profile import SMALL_MODEL_TAG, readable_chars, window_tokens
+from tests.fakes import FakeChatModel, code, final, is_subcall, last_text, text_of, turn
+
+
+def _run(replies: list[str], tags: list[str] | None = None, **settings: Any) -> tuple[Any, Any]:
+    seen: list[list[BaseMessage]] = []
+
+    def respond(messages: list[BaseMessage]) -> str:
+        if is_subcall(messages):
+            return "yes" if "harbour" in text_of(messages[-1]) else "no"
+        seen.append(list(messages))
+        return replies[min(turn(messages), len(replies) - 1)]
+
+    model = FakeChatModel(respond=respond, tags=tags)
+    out = build_graph(model=model, **settings).invoke(
+        {"query": "What is the code of key blue-fox?", "context": "k blue-fox code 4417\n" * 3}
+    )
+    return out, seen
+
+
+@pytest.mark.parametrize("placeholder", ["<answer>", "<the answer>", "...", "[value]"])
+def test_a_placeholder_answer_is_refused_with_the_reason(placeholder: str) -> None:
+    out, seen = _run([final(placeholder), final("4417")])
+    assert out["answer"] == "4417" and out["iterations"] == 2
+    assert "is a placeholder" in last_text(seen[1])
+
+
+def test_a_real_answer_is_not_taken_for_a_placeholder() -> None:
+    out, _ = _run([final("<b>bold</b> answer")])
+    assert out["answer"] == "<b>bold</b> answer" and out["iterations"] == 1
+
+
+def test_a_small_models_guess_is_questioned_once() -> None:
+    # The model answers before any output showed the number, then insists: accepted.
+    out, seen = _run([final("12345"), final("12345")], tags=[SMALL_MODEL_TAG])
+    assert out["answer"] == "12345" and out["iterations"] == 2
+    assert "does not appear in any output" in last_text(seen[1])
+
+
+def test_an_answer_the_output_showed_is_taken_at_once() -> None:
+    out, _ = _run([code("print(context.split()[3])"), final("4417")], tags=[SMALL_MODEL_TAG])
+    assert out["answer"] == "4417" and out["iterations"] == 2
+
+
+def test_other_models_are_not_questioned() -> None:
+    out, _ = _run([final("12345")])
+    assert out["answer"] == "12345" and out["iterations"] == 1
+
+
+@pytest.mark.parametrize(
+    ("block", "needle"),
+    [
+        ("import re\nprint(re.search(r'zzz(\\d+)', context).group(1))", "re.search found nothing"),
+        ("print(int('code'))", "is not a number"),
+        ("print({}['key'])", "does not have the shape"),
+        ("print(undefined_name)", "only defined by code that ran"),
+        ("print(len([l for l in context.split() if 'zzz' in l]))", "result is empty or 0"),
+        ("grep('zzz')", "result is empty or 0"),
+        ("grep('blue')\nprint('no match')", "result is empty or 0"),
+    ],
+)
+def test_common_failures_get_a_hint(block: str, needle: str) -> None:
+    _, seen = _run([code(block), final("4417")])
+    assert needle in last_text(seen[1])
+
+
+def test_a_good_result_gets_no_hint() -> None:
+    _, seen = _run([code("print(context.count('4417'))"), final("3")])
+    observation = last_text(seen[1])
+    assert "3" in observation and "Hint:" not in observation
+
+
+def test_grep_and_chunks_are_in_the_repl() -> None:
+    _, seen = _run(
+        [
+            code("hits = grep('blue', context_lines=0)\nprint(len(hits), len(chunks(size=30)))"),
+            final("done"),
+        ]
+    )
+    observation = last_text(seen[1])
+    # 3 lines of 21 chars: 30-char chunks cut at line breaks hold one line each
+    assert "1: k blue-fox code 4417" in observation and "3 3" in observation
+
+
+def test_chunks_default_to_what_llm_query_can_read() -> None:
+    # window_tokens=500 → llm_query reads about 1,000 chars: a 2,205-char text is 3 chunks.
+    def reply(size_check: str) -> list[str]:
+        return [code(size_check), final("done")]
+
+    _, seen = _run(reply("print(len(chunks(context * 35)))"), window_tokens=500, strategy="rlm")
+    assert last_text(seen[1]).splitlines()[1] == "3", last_text(seen[1])
+    assert "about 1,000 chars" in text_of(seen[0][0])
+
+
+def test_the_prompt_states_the_sub_models_real_window() -> None:
+    class Windowed(FakeChatModel):
+        pass
+
+    small = Windowed(respond=lambda m: final("x"), profile={"max_input_tokens": 8192})
+    assert window_tokens(small) == 8192 and readable_chars(8192) == 16_384
+    seen: list[Any] = []
+
+    def respond(messages: list[BaseMessage]) -> str:
+        seen.append(messages)
+        return code("print(1)") if turn(messages) == 0 else final("1")
+
+    root = FakeChatModel(respond=respond)
+    build_graph(model=root, sub_model=small, strategy="rlm").invoke({"query": "q"})
+    assert "about 16,384 chars" in text_of(seen[0][0])
+    # unknown window: the old generous figure
+    build_graph(model=root, strategy="rlm").invoke({"query": "q"})
+    assert "about 100,000 chars" in text_of(seen[-1][0])
+
+
+def test_direct_strategy_is_one_call_with_the_whole_payload() -> None:
+    seen: list[Any] = []
+
+    def respond(messages: list[BaseMessage]) -> str:
+        seen.append(messages)
+        return final("4417")
+
+    model = FakeChatModel(respond=respond)
+    payload = "k blue-fox code 4417\n" * 3
+    out = build_graph(model=model, strategy="direct").invoke({"query": "q?", "context": payload})
+    assert out["answer"] == "4417" and out["usage"]["llm_calls"] == 1
+    assert payload in text_of(seen[0][-1]) and "REPL" not in text_of(seen[0][0])
+
+
+def test_auto_strategy_goes_direct_only_when_the_payload_fits_the_window() -> None:
+    def strategy_of(chars: int, **settings: Any) -> str:
+        graph = build_graph(model=FakeChatModel(respond=lambda m: final("x")), **settings)
+        events = [
+            e
+            for _, e in graph.stream(
+                {"query": "q", "context": "y" * chars}, stream_mode="custom", subgraphs=True
+            )
+        ]
+        return str(events[0]["strategy"])
+
+    assert strategy_of(1_000, window_tokens=1_000) == "direct"  # a third of 3,000 chars
+    assert strategy_of(1_001, window_tokens=1_000) == "rlm"
+    assert strategy_of(1_000) == "rlm"  # unknown window: never direct
+    assert strategy_of(1_000, window_tokens=1_000, strategy="rlm") == "rlm"
+
+
+def test_the_compact_prompt_never_shows_a_placeholder_to_copy() -> None:
+    text = prompts.system_prompt(
+        depth=0, max_depth=1, max_iterations=3, max_output_chars=2000, max_concurrency=2,
+        remaining={}, compact=True,
+    )  # fmt: skip
+    assert "<answer>" not in text and "Final Answer:" in text
+    # nor do the messages a small model reads mid-run (it copied "Final Answer: <answer>")
+    for message in (prompts.REPEATED_CODE, prompts.CORRECTION, prompts.FORCED_ANSWER):
+        assert "<" not in message and "Final Answer:" in message
+
+
+def test_grep_in_a_text_without_line_breaks_shows_each_match() -> None:
+    from rlm_graph.repl_helpers import prelude
+
+    text = (
+        "filler " * 300 + "key alpha is: 111. " + "filler " * 80 + "key beta is: 222. " + "x" * 500
+    )
+    namespace: dict[str, Any] = {"context": text}
+    exec(prelude(100), namespace)
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        namespace["grep"]("key")
+    shown = out.getvalue().splitlines()
+    assert len(shown) == 2 and "key alpha is: 111" in shown[0] and "key beta is: 222" in shown[1]
+    assert all(len(line) < 400 for line in shown)
+
+
+@pytest.mark.parametrize("failed", ["No match", "not found", "Unknown."])
+def test_an_answer_saying_the_search_failed_is_refused(failed: str) -> None:
+    out, seen = _run([final(failed), final("4417")])
+    assert out["answer"] == "4417" and out["iterations"] == 2
+    assert "says the search failed" in last_text(seen[1])
