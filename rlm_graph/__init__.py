@@ -20,8 +20,9 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from rlm_graph.agent_tool import as_tool
     from rlm_graph.context import Context
-    from rlm_graph.graph import build_graph, close_runs, open_runs
+    from rlm_graph.graph import build_graph
     from rlm_graph.inputs import InputError
+    from rlm_graph.live_runs import close_runs, open_runs
     from rlm_graph.models import resolve_model
 
 _LAZY = {
@@ -29,8 +30,8 @@ _LAZY = {
     "Context": "rlm_graph.context",
     "resolve_model": "rlm_graph.models",
     "InputError": "rlm_graph.inputs",
-    "open_runs": "rlm_graph.graph",
-    "close_runs": "rlm_graph.graph",
+    "open_runs": "rlm_graph.live_runs",
+    "close_runs": "rlm_graph.live_runs",
     "as_tool": "rlm_graph.agent_tool",
 }
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from rlm_graph.state import Usage, add_usage, empty_usage
 
@@ -112,3 +113,20 @@ class Budget:
                 if self.max_seconds is None
                 else max(0.0, round(self.max_seconds - self.elapsed(), 1)),
             }
+
+    def snapshot(self) -> dict[str, Any]:
+        """The spend so far, serializable (kept in state so a resumed tree continues it)."""
+        with self._lock:
+            return {
+                "reserved": self._reserved,
+                "usage": dict(self._usage),
+                "seconds": self.elapsed(),
+            }
+
+    def restore(self, spent: Mapping[str, Any]) -> None:
+        """Continue from a :meth:`snapshot`: its calls, tokens and elapsed time count as spent."""
+        with self._lock:
+            self._reserved = max(self._reserved, int(spent.get("reserved", 0)))
+            usage = spent.get("usage") or {}
+            self._usage = Usage(**{k: int(usage.get(k, 0)) for k in self._usage})  # type: ignore[typeddict-item]
+            self.started = self._clock() - float(spent.get("seconds", 0.0))

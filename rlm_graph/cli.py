@@ -99,6 +99,27 @@ def _build_parser() -> argparse.ArgumentParser:
         "default); 'replace' reads it anyway with U+FFFD for bad bytes",
     )
     _add_setting_flags(p)
+    _add_output_flags(p)
+    p.add_argument(
+        "--thread",
+        metavar="ID",
+        help="thread id to run under (default: a new one, printed to stderr); the run is "
+        "checkpointed in $XDG_STATE_HOME/rlm-graph, so `rlm-graph resume ID` continues it",
+    )
+    p.add_argument(
+        "--no-checkpoint", action="store_true", help="keep no checkpoints (cannot be resumed)"
+    )
+    p.add_argument(
+        "--version",
+        action=_Version,
+        nargs=0,
+        help="print the version and which bubblewrap strict mode would run, then exit",
+    )
+    return p
+
+
+def _add_output_flags(p: argparse.ArgumentParser) -> None:
+    """The flags a run and a resume share."""
     p.add_argument("--json", action="store_true", help="print a JSON object instead of text")
     p.add_argument(
         "--trace",
@@ -108,13 +129,6 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    p.add_argument(
-        "--version",
-        action=_Version,
-        nargs=0,
-        help="print the version and which bubblewrap strict mode would run, then exit",
-    )
-    return p
 
 
 class _Version(argparse.Action):
@@ -148,6 +162,18 @@ def _read_context(args: argparse.Namespace) -> str | None:
         return read_context(args.context_file, decode_errors=args.decode_errors, say=say)
     except ContextFileError as exc:
         raise UsageError(str(exc)) from exc
+
+
+def _context_input(args: argparse.Namespace) -> dict[str, Any]:
+    """The payload part of the input: stdin by value, a file by reference (``context_file``:
+    the run reads and stores it, so neither checkpoints nor traces carry it). The file is
+    checked here first (UTF-8, not binary, not empty), as ``--decode-errors`` says."""
+    text = _read_context(args)
+    if text is None:
+        return {}
+    if args.context_file == "-":
+        return {"context": text}
+    return {"context_file": str(Path(args.context_file).resolve())}
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -187,10 +213,107 @@ def _check_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace) -> int:
     settings = _check_args(args)
-    context = _read_context(args)
+    payload: dict[str, Any] = {"query": args.query, **_context_input(args)}
     models = choose_models(args.model, args.sub_model)
+    if args.no_checkpoint:
+        # Approval needs a checkpointer to pause on: a memory one keeps nothing after exit.
+        memory, config = _memory_saver(settings), _one_off_thread(settings)
+        return _stream(args, _graph(models, settings, memory), models, settings, payload, config)
+    from rlm_graph.threads import ThreadBook, ThreadInfo, new_thread_id
 
+    book = _book(ThreadBook)
+    thread = args.thread or new_thread_id()
+    book.record(ThreadInfo(thread, time.time(), args.query, models.spec, models.sub_spec, settings))
+    if not args.quiet:
+        print(
+            f"{PROG}: thread {thread} (continue it with: {PROG} resume {thread})", file=sys.stderr
+        )
+    graph = _graph(models, settings, book.checkpointer())
+    config = {"configurable": {"thread_id": thread}}
+    return _stream(args, graph, models, settings, payload, config)
+
+
+def _memory_saver(settings: dict[str, Any]) -> Any:
+    if not settings.get("approve"):
+        return None
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    return InMemorySaver()
+
+
+def _one_off_thread(settings: dict[str, Any]) -> dict[str, Any] | None:
+    return {"configurable": {"thread_id": "cli"}} if settings.get("approve") else None
+
+
+def _book(cls: Any) -> Any:
+    try:
+        return cls()
+    except OSError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _threads_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Resume or list the runs kept in $XDG_STATE_HOME/rlm-graph.")
+    sub = p.add_subparsers(dest="command", required=True)
+    resume = sub.add_parser("resume", help="continue a stopped or paused thread")
+    resume.add_argument("thread", metavar="ID", help="the thread id (see `rlm-graph threads`)")
+    _add_output_flags(resume)
+    sub.add_parser("threads", help="list the threads: id, status, started, query, answer")
+    return p
+
+
+def _resume(args: argparse.Namespace) -> int:
+    """``rlm-graph resume ID``: the same graph (model, settings) continues the thread."""
+    from rlm_graph.threads import ThreadBook, status_of
+
+    book = _book(ThreadBook)
+    info = book.get(args.thread)
+    if info is None:
+        raise UsageError(f"unknown thread {args.thread!r}; list them with `{PROG} threads`")
+    models = choose_models(info.model, info.sub_model)
+    graph = _graph(models, info.settings, book.checkpointer())
+    status = status_of(graph, info.thread_id)
+    config = {"configurable": {"thread_id": info.thread_id}}
+    if status["status"] == "done":
+        print(f"{PROG}: thread {info.thread_id} is done; its answer:", file=sys.stderr)
+        print(status["answer"])
+        return 0
+    return _stream(args, graph, models, info.settings, None, config)
+
+
+def _list_threads() -> int:
+    """``rlm-graph threads``: every thread with its status, query and answer."""
     from rlm_graph import build_graph
+    from rlm_graph.threads import ThreadBook, format_threads, status_of
+
+    book = _book(ThreadBook)
+    reader = build_graph(checkpointer=book.checkpointer())  # reads state; models never resolved
+    rows = [{**status_of(reader, i.thread_id), "created": i.created, "query": i.query}
+            for i in book.all()]  # fmt: skip
+    print(format_threads(rows))
+    return 0
+
+
+def _graph(models: Any, settings: dict[str, Any], checkpointer: Any) -> Any:
+    from rlm_graph import build_graph
+
+    try:
+        return build_graph(
+            model=models.model, sub_model=models.sub_model, checkpointer=checkpointer, **settings
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _stream(
+    args: argparse.Namespace,
+    graph: Any,
+    models: Any,
+    settings: dict[str, Any],
+    payload: dict[str, Any] | None,
+    config: dict[str, Any] | None,
+) -> int:
+    """Run (``payload``) or resume (``None``) the graph with progress; print the answer."""
     from rlm_graph.inputs import InputError
     from rlm_graph.launch import local_specs, prepare_local, startup_status
 
@@ -201,20 +324,12 @@ def _run(args: argparse.Namespace) -> int:
     from rlm_graph.progress import TraceBuilder
     from rlm_graph.tracefile import TraceWriter
 
-    try:
-        graph = build_graph(model=models.model, sub_model=models.sub_model, **settings)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
-
-    payload: dict[str, Any] = {"query": args.query}
-    if context is not None:
-        payload["context"] = context
     meta = {
-        "query": args.query,
+        "query": (payload or {}).get("query"),
         "model": models.spec,
         "sub_model": models.sub_spec,
         "settings": settings,
-        "context_chars": len(context) if context is not None else None,
+        "context_chars": _chars((payload or {}).get("context")),
     }
     builder = TraceBuilder()
     trace = TraceWriter(args.trace, meta) if args.trace else None
@@ -223,14 +338,7 @@ def _run(args: argparse.Namespace) -> int:
     error: str | None = None
     started = time.monotonic()
     try:
-        result = run_with_progress(
-            graph,
-            payload,
-            quiet=args.quiet,
-            builder=builder,
-            on_event=trace.event if trace else None,
-            latest=latest,
-        )
+        result = _run_reviewed(graph, payload, config, args, builder, trace, latest)
         if "answer" not in result:
             raise RuntimeError("the graph finished without an answer")
     except BaseException as exc:
@@ -249,6 +357,8 @@ def _run(args: argparse.Namespace) -> int:
         if result.get("stopped_reason") == "error":
             out["best_answer"] = result.get("best_answer")  # as in the JSON of a failed run
         out.update(model=models.spec, seconds=_since(started), runs=len(builder.runs))
+        if config is not None:
+            out["thread_id"] = config["configurable"]["thread_id"]
         _print_json(out)
     else:
         print(answer_for(sys.stdout, str(result["answer"])))
@@ -257,6 +367,41 @@ def _run(args: argparse.Namespace) -> int:
         _err(str(result.get("error")))
         return 1
     return 0
+
+
+def _run_reviewed(
+    graph: Any,
+    payload: Any,
+    config: dict[str, Any] | None,
+    args: argparse.Namespace,
+    builder: Any,
+    trace: Any,
+    latest: dict[str, Any],
+) -> dict[str, Any]:
+    """Run the graph; each time it pauses for approval (``--approve``), ask on the terminal
+    and resume with the answer."""
+    from langgraph.types import Command
+
+    from rlm_graph.cli_review import ask, pending_review
+
+    while True:
+        result = run_with_progress(
+            graph,
+            payload,
+            quiet=args.quiet,
+            builder=builder,
+            on_event=trace.event if trace else None,
+            latest=latest,
+            config=config,
+        )
+        request = pending_review(graph, config)
+        if request is None:
+            return result
+        payload = Command(resume=ask(request, sys.stdin, sys.stderr))
+
+
+def _chars(context: Any) -> int | None:
+    return len(context) if isinstance(context, str) else None
 
 
 def answer_for(stream: IO[str], answer: str) -> str:
@@ -306,6 +451,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in args_list
     try:
         load_dotenv()
+        if args_list and args_list[0] in ("resume", "threads"):
+            args = _threads_parser().parse_args(args_list)
+            with _exit.interrupt_stops_work():
+                return _resume(args) if args.command == "resume" else _list_threads()
         args = _build_parser().parse_args(args_list)
         with _exit.interrupt_stops_work():
             return _run(args)

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 SandboxMode = Literal["process", "strict"]
 PromptStyle = Literal["auto", "full", "compact"]
+ApproveMode = Literal["code", "subcalls"]
 Strategy = Literal["auto", "rlm", "direct"]
 
 Check = tuple[Callable[[Any], bool], str]
@@ -174,6 +175,19 @@ class Context:
         "so the next question on the thread keeps its variables. 0 = every question starts "
         "with a fresh REPL.",
         _at_least(0),
+    )
+    approve: ApproveMode | None = setting(
+        None,
+        "Pause for a human before code runs (LangGraph interrupt; resume with approve, edit "
+        "or reject): 'code' = every reply's code at every depth, 'subcalls' = only the code "
+        "of child runs (rlm_query). Empty = never.",
+        ((lambda v: v in (None, "code", "subcalls")), "must be 'code', 'subcalls' or empty"),
+    )
+    sandbox_ttl: float | None = setting(
+        None,
+        "Seconds a paused run (waiting for approval) keeps its sandbox; then the sandbox is "
+        "closed and the next resume rebuilds it by replaying the run's code. Empty = kept.",
+        _at_least(0, strict=True, optional=True),
     )
 
     def __post_init__(self) -> None:

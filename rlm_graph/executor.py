@@ -63,6 +63,14 @@ class ExecutorSpec:
 ExecutorFactory = Callable[[ExecutorSpec], Executor]
 
 
+def check_mode(mode: SandboxMode) -> None:
+    """Raise a one-line ``SandboxError`` now when ``mode`` cannot run on this host."""
+    if mode == "strict":
+        from rlm_graph.sandbox.strict import check_available
+
+        check_available()
+
+
 def sandbox_executor(spec: ExecutorSpec) -> Executor:
     """The default factory: a real :class:`rlm_graph.sandbox.Sandbox` (a worker process)."""
     from rlm_graph.sandbox import Sandbox  # lazy: only runs that execute code need it

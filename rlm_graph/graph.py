@@ -14,12 +14,14 @@ from langchain_core.language_models import BaseChatModel
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
 
 from rlm_graph.context import context_class_with_defaults
 from rlm_graph.executor import ExecutorFactory, sandbox_executor
 from rlm_graph.extras import Extras
 from rlm_graph.model_choice import ModelChoice
 from rlm_graph.nodes import Loop
+from rlm_graph.payload_store import store_for
 from rlm_graph.state import InputState, OutputState, State, typed_output_state
 from rlm_graph.steps import LoopNode
 from rlm_graph.tools import ToolLike
@@ -36,6 +38,7 @@ def build_graph(
     tools: Sequence[ToolLike] | None = None,
     child_tools: Sequence[ToolLike] | None = None,
     output_schema: Any = None,
+    store: BaseStore | None = None,
     **settings: Any,
 ) -> Graph:
     """Build the compiled RLM graph (named ``"rlm"``).
@@ -55,8 +58,15 @@ def build_graph(
     dict) types the root's answer: ``answer`` is then the validated value in JSON form and
     ``answer_text`` its text (:mod:`rlm_graph.answers`).
 
-    Input ``{"query": str, "context"?: payload}``; output ``answer``, ``usage``,
-    ``iterations``, ``stopped_reason``, ``messages``."""
+    The payload is kept out of state: stored once by content hash in ``store`` (a LangGraph
+    ``BaseStore``; default: one in the same database as a SQLite or Postgres
+    ``checkpointer``, else the store the LangGraph server provides, else this graph's memory),
+    and state keeps only its reference (:mod:`rlm_graph.payload_store`).
+
+    Input ``{"query": str, "context"?: payload}`` (or ``"context_file": path`` instead of
+    ``context``); output ``answer``, ``usage``,
+    ``iterations``, ``stopped_reason`` and ``messages``.
+    """
     for name, value in (("model", model), ("sub_model", sub_model)):
         if isinstance(value, str):
             settings[name] = value
@@ -90,29 +100,11 @@ def build_graph(
     builder.add_edge("start", "think")
     builder.add_edge("execute", "observe")
     builder.add_edge("finish", END)
-    graph = builder.compile(name="rlm", checkpointer=checkpointer)
+    if store is None and checkpointer not in (None, True, False):
+        store = store_for(checkpointer)
+    graph = builder.compile(name="rlm", checkpointer=checkpointer, store=store)
     loop.graph = graph
     return graph
 
 
-def _loop_of(graph: Graph) -> Loop:
-    node = graph.nodes["start"].bound
-    if not isinstance(node, LoopNode) or not isinstance(getattr(node.body, "__self__", None), Loop):
-        raise TypeError("not a graph made by rlm_graph.build_graph")
-    return node.body.__self__  # type: ignore[attr-defined]
-
-
-def open_runs(graph: Graph) -> list[str]:
-    """Ids of the runs of ``graph`` whose live objects (sandbox, budget) are open now."""
-    return _loop_of(graph).runs.ids()
-
-
-def close_runs(graph: Graph) -> None:
-    """Close every open run of ``graph`` now (sandboxes stop, blocked nodes fail; the CLI does
-    this on Ctrl-C) and the REPLs kept for follow-ups. A paused thread gets fresh ones."""
-    loop = _loop_of(graph)
-    loop.runs.close_all()
-    loop.follow_ups.sessions.close_all()
-
-
-__all__ = ["build_graph", "close_runs", "open_runs"]
+__all__ = ["build_graph"]

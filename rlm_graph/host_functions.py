@@ -37,10 +37,14 @@ class HostFunctions:
         run: Run,
         graph: CompiledStateGraph[Any, Any, Any, Any],
         sub_model: Callable[[], BaseChatModel],
+        *,
+        put_payload: Callable[[Any], Any] | None = None,
     ) -> None:
         self.run = run
         self.graph = graph
         self.sub_model = sub_model
+        #: Stores a child's payload and returns its reference (children get it by reference).
+        self.put_payload = put_payload
 
     def as_dict(self) -> dict[str, Callable[..., Any]]:
         """Mapping for the executor's ``handlers``."""
@@ -63,7 +67,9 @@ class HostFunctions:
             return f"Error: budget exhausted: {reason}"
         child_id = new_id()
         child_input: dict[str, Any] = {"query": query}
-        if context is not None:
+        if context is not None and self.put_payload is not None:
+            child_input["context_ref"] = self.put_payload(context)
+        elif context is not None:
             child_input["context"] = context
         with subcall_events(run, "rlm", "rlm_query", query, child_id) as outcome:
             out = self.graph.invoke(

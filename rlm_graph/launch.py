@@ -150,25 +150,26 @@ def startup_status(*, quiet: bool) -> Iterator[tuple[Callable[[str], None], Any]
 
 def run_with_progress(
     graph: Any,
-    payload: dict[str, Any],
+    payload: dict[str, Any] | None,
     *,
     quiet: bool,
     builder: Any = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
     latest: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Stream ``graph`` on ``payload`` with the live tree (or plain lines, or nothing) and
-    return its output; ``on_event`` and ``latest`` as in
-    :func:`rlm_graph.progress.stream_with_progress`. On Ctrl-C the graph's sandboxes and local
-    servers stop first, so a node blocked on them fails at once, then ``KeyboardInterrupt``
-    goes on."""
-    from rlm_graph.graph import close_runs
+    """Stream ``graph`` on ``payload`` (``None`` resumes the thread named in ``config``)
+    with the live tree (or plain lines, or nothing) and return its output; ``on_event`` and
+    ``latest`` as in :func:`rlm_graph.progress.stream_with_progress`. On Ctrl-C the graph's
+    sandboxes and local servers stop first, so a node blocked on them fails at once, then
+    ``KeyboardInterrupt`` goes on."""
+    from rlm_graph.live_runs import close_runs
     from rlm_graph.progress import TraceBuilder, choose_progress, stream_with_progress
 
     builder = builder if builder is not None else TraceBuilder()
     _exit.on_abandon(functools.partial(close_runs, graph))
     with choose_progress(builder, quiet=quiet) as progress:
         result: dict[str, Any] = stream_with_progress(
-            graph, payload, builder, progress, on_event=on_event, latest=latest
+            graph, payload, builder, progress, on_event=on_event, latest=latest, config=config
         )
     return result

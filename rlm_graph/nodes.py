@@ -4,12 +4,10 @@
                            ├─ no code, no answer ───→ observe  └─→ finish → END
                            └─ answer / budget ──────────────────→ finish
 
-Each node is a method of :class:`Loop`, which holds what one compiled graph owns: its settings
-class, its models, its executor factory and its table of live runs. ``think``, ``execute`` and
-``finish`` are generators that yield their blocking steps (:mod:`rlm_graph.steps`), so one body
-serves ``invoke`` and ``ainvoke``. ``think`` and ``observe`` route with ``Command(goto=...)``:
-a conditional edge would make LangGraph rebuild the whole state after the node (re-running the
-messages reducer over the growing conversation) just to read two keys.
+Each node is a method of :class:`Loop`, which holds what one compiled graph owns. ``think``,
+``execute`` and ``finish`` yield their blocking steps (:mod:`rlm_graph.steps`): one body serves
+``invoke`` and ``ainvoke``. ``think`` and ``observe`` route with ``Command(goto=...)``: a
+conditional edge would rebuild the whole state after the node just to read two keys.
 """
 
 from __future__ import annotations
@@ -27,18 +25,18 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import get_runtime
 from langgraph.types import Command
 
-from rlm_graph import prompts
+from rlm_graph import approval, idle, prompts
 from rlm_graph.answers import accept, invalid_answer_message
 from rlm_graph.budget import BudgetExhausted
 from rlm_graph.compaction import compact, replacing
 from rlm_graph.context import Context, resolve_context
 from rlm_graph.describe import payload_chars, payload_type
 from rlm_graph.events import preview
-from rlm_graph.executor import Executor, ExecutorFactory, ExecutorSpec
+from rlm_graph.executor import ExecutorFactory, check_mode
 from rlm_graph.extras import Extras
-from rlm_graph.followups import FollowUps, HandlerBinding
-from rlm_graph.host_functions import HostFunctions
+from rlm_graph.followups import FollowUps
 from rlm_graph.inputs import validate_input
+from rlm_graph.journal import entry_of
 from rlm_graph.model_calls import message_text
 from rlm_graph.model_choice import ModelChoice
 from rlm_graph.model_profile import (
@@ -46,23 +44,28 @@ from rlm_graph.model_profile import (
     use_compact_prompt,
     window_tokens,
 )
+from rlm_graph.payload_store import Payloads, input_payload
+from rlm_graph.rebuild import executor_for, host_handlers
 from rlm_graph.repl_helpers import prelude
 from rlm_graph.retry import ModelCallError, deadline_error
 from rlm_graph.runs import Run, RunTable, current_iteration, new_id
-from rlm_graph.state import BlockResult, State, Usage, add_usage
+from rlm_graph.state import BlockResult, JournalEntry, State, Usage, add_usage
 from rlm_graph.steps import ModelCall, RunBlock, Step
 from rlm_graph.updates import (
     answer_update,
+    as_given,
     direct_state,
     fresh_state,
     goes_direct,
     last_output,
-    output_chars,
+    payload_left,
     record_result,
     repeats_previous_reply,
     reply_update,
     route_after_observe,
     route_after_think,
+    system_for,
+    tree_spent,
 )
 
 Body = Generator[Step, Any, Any]
@@ -81,8 +84,11 @@ class Loop:
     #: Tools and answer schema (``build_graph(tools=..., output_schema=...)``).
     extras: Extras = field(default_factory=Extras)
     follow_ups: FollowUps = field(default_factory=FollowUps)
+    #: The runs' payloads, by reference, in the run's store (or this graph's memory).
+    payloads: Payloads = field(init=False)
 
-    # ---- what every node needs ----------------------------------------------------------
+    def __post_init__(self) -> None:
+        self.payloads = Payloads(lambda: get_runtime(Context).store)
 
     def settings(self) -> Context:
         """This run's settings, with an empty ``max_output_chars`` filled in from the model."""
@@ -96,37 +102,40 @@ class Loop:
         """The run's live objects; re-opened when this process has none (a run resumed from a
         checkpoint elsewhere gets a fresh budget and, at its next block, a fresh executor)."""
         run = self.runs.find(state["run_id"])
-        return run or self.runs.open(state["run_id"], get_config(), self.settings())
+        if run is not None:
+            return run
+        run = self.runs.open(state["run_id"], get_config(), self.settings())
+        spent = state.get("tree_spent")
+        if run.is_root and spent:
+            run.budget.restore(spent)  # the tree's spend continues across processes
+        return run
+
+    def handlers_of(self, run: Run) -> Any:
+        """The host functions serving ``run``'s code (re-made for a follow-up's run)."""
+        return host_handlers(run, self.graph, self.models, self.payloads, self.extras)
 
     def release(self, state: Any) -> None:
         """Close the run's live objects after a node failed (cancellation included)."""
         if isinstance(state, dict) and state.get("run_id"):
             self.runs.close(state["run_id"])
+            self.payloads.release(state.get("payload"))
 
-    # ---- nodes ---------------------------------------------------------------------------
-
-    def start(self, state: State) -> dict[str, Any]:
+    def start(self, state: State) -> Body:
         """Validate input and settings (before any model call), open the run, build the prompt."""
-        query, payload = state.get("query"), state.get("context")
-        validate_input(query, payload)
+        query = state.get("query")
+        validate_input(query, None)
         assert isinstance(query, str)
         ctx = self.settings()
         root_model = self.models.root(ctx)  # provider/key errors surface now, before any call
         self.models.sub(ctx)
-        if ctx.sandbox == "strict":
-            from rlm_graph.sandbox.strict import check_available
-
-            check_available()  # one-line SandboxError now rather than after the first call
+        check_mode(ctx.sandbox)  # a one-line SandboxError now rather than after the first call
         config = get_config()
         run_id = (config.get("configurable") or {}).get("rlm_run_id") or new_id()
+        payload, ref = yield from input_payload(state, self.payloads)
         run = self.runs.open(run_id, config, ctx)
-        follow = self.follow_ups.begin(run, state, config, self.graph)
-        update: dict[str, Any] = follow.update if follow else {}
-        if payload is None or isinstance(payload, tuple):
-            # The query is the payload when none is given; a tuple is stored as the list it
-            # reads as. Otherwise "context" is not rewritten: a checkpointer would store it again.
-            payload = query if payload is None else list(payload)
-            update["context"] = payload
+        follow = self.follow_ups.begin(run, as_given(state, payload), config, self.graph)
+        # The payload leaves state here: later checkpoints and node spans carry only `ref`.
+        update: dict[str, Any] = {**(follow.update if follow else {}), **payload_left(state, ref)}
         chars = payload_chars(payload)
         direct = goes_direct(ctx.strategy, chars, ctx.window_tokens or window_tokens(root_model))
         run.emit(
@@ -140,21 +149,12 @@ class Loop:
         if direct:
             return {**update, **direct_state(run.info.run_id, query, payload)}
         compact = use_compact_prompt(ctx.prompt_style, root_model)
-        system = prompts.system_prompt(
-            depth=run.info.depth,
-            max_depth=ctx.max_depth,
-            max_iterations=ctx.max_iterations,
-            max_output_chars=output_chars(ctx),
-            max_concurrency=ctx.max_concurrency,
-            remaining=run.budget.remaining(),
-            compact=compact,
-            sub_chars=self.models.sub_chars(ctx),
-            **self.extras.prompt_args(run),
-        )
+        sub_chars = self.models.sub_chars(ctx)
+        system = system_for(run, ctx, compact, sub_chars, self.extras.prompt_args(run))
         # A small model's guessed answer is questioned once (the compact prompt's audience).
         user = follow.user_prompt if follow else None
         fresh = fresh_state(run.info.run_id, system, query, payload, user, check_answers=compact)
-        return {**update, **fresh}
+        return {**update, **fresh, **tree_spent(run)}
 
     def think(self, state: State) -> Body:
         """Ask the root model for the next step."""
@@ -169,9 +169,11 @@ class Loop:
         try:
             reply, usage = yield ModelCall(run.budget, root, compacted or messages, run.ctx)
         except BudgetExhausted as exc:
-            return route_after_think({"stopped_reason": "budget", "error": deadline_error(exc)})
+            stop = {"stopped_reason": "budget", "error": deadline_error(exc)}
+            return route_after_think({**stop, **tree_spent(run)})
         except ModelCallError as exc:  # after its retries: keep what the run learned
-            return route_after_think({"stopped_reason": "error", "error": str(exc)})
+            stop = {"stopped_reason": "error", "error": str(exc)}
+            return route_after_think({**stop, **tree_spent(run)})
         text = message_text(reply)
         seconds = time.monotonic() - began
         update = reply_update(run, state, iteration, text, add_usage(usage, spent), seconds)
@@ -179,31 +181,58 @@ class Loop:
             update["messages"] = replacing(compacted, update["messages"])
         if "answer" in update:
             update = accept(self.extras.schema_of(run), update)
-        return route_after_think(update)
+        return route_after_think({**update, **tree_spent(run)})
 
     def execute(self, state: State) -> Body:
-        """Run the reply's code blocks in order in the run's executor (sub-calls happen here)."""
+        """Run the reply's code blocks (after review, if the settings ask for it); a paused
+        run gives its sandbox back after ``sandbox_ttl``."""
         run = self.live(state)
+        idle.unpark(run)
+        try:
+            return (yield from self._execute(run, state))
+        except GraphBubbleUp:  # paused (an interrupt here or in a child): the TTL starts
+            idle.park(run, run.ctx.sandbox_ttl)
+            raise
+
+    def _execute(self, run: Run, state: State) -> Body:
         iteration = state["iterations"]
+        checked = approval.review(run, state, self.runs)  # may pause the run here
+        if checked.rejection is not None:
+            result = record_result(run, iteration, 0, approval.Rejected(checked.rejection))
+            return {"results": [result], "journal": [], **tree_spent(run)}
         token = current_iteration.set(iteration)  # for events from the handler threads
         try:
-            fresh = run.executor is None
-            executor = self.executor_of(run, state)
-            if fresh:  # grep() and chunks() in the REPL before the model's first block
-                yield RunBlock(executor, prelude(self.models.sub_chars(run.ctx)), traced=False)
+            assert self.graph is not None, "Loop.graph is set by build_graph"
+            executor, note = yield from executor_for(
+                run,
+                state,
+                payloads=self.payloads,
+                handlers=lambda r: host_handlers(
+                    r, self.graph, self.models, self.payloads, self.extras
+                ),
+                factory=self.executor_factory,
+                prelude=prelude(self.models.sub_chars(run.ctx)),
+                tools=self.extras.declared(run),
+            )
             if run.setup:  # a follow-up's new query and context (rlm_graph.followups)
                 setup, run.setup = run.setup, None
                 yield RunBlock(executor, setup, traced=False)
             results: list[BlockResult] = []
-            for index, code in enumerate(state["code_blocks"]):
+            entries: list[JournalEntry] = []
+            for index, code in enumerate(checked.blocks):
                 run.emit("code", iteration, index=index, code=code)
+                run.handlers.begin_block()
                 outcome = yield RunBlock(executor, code)
                 results.append(record_result(run, iteration, index, outcome))
+                entries.append(entry_of(iteration, index, code, outcome, run.handlers.calls()))
                 if outcome.final_answer is not None:
                     break  # later blocks are skipped
         finally:
             current_iteration.reset(token)
-        return {"results": results, "usage": add_usage(state["usage"], run.take_usage())}
+        usage = add_usage(state["usage"], run.take_usage())
+        note = "\n\n".join(n for n in (note, checked.note) if n) or None
+        update = {"results": results, "usage": usage, "journal": entries, "replay_note": note}
+        return {**update, **tree_spent(run)}
 
     def observe(self, state: State) -> Command[Any]:
         """Turn the results into the next message, or stop: answer given, replies or budget out."""
@@ -230,12 +259,15 @@ class Loop:
                 max_iterations=run.ctx.max_iterations,
                 repeated=repeats_previous_reply(state),
             )
+        if state.get("replay_note"):
+            message = f"{state['replay_note']}\n\n{message}"
         best = state["premature_answer"] or last_output(results) or state.get("best_answer")
         update: dict[str, Any] = {
             "messages": [HumanMessage(message)],
             "results": [],
             "code_blocks": [],
             "best_answer": best,
+            "replay_note": None,
             "answer_errors": None,
         }
         if state["iterations"] >= run.ctx.max_iterations:
@@ -262,34 +294,7 @@ class Loop:
         update = answer_update(run, state, ask, reply, failed, self.extras.schema_of(run))
         update.update(self.follow_ups.end(run, state, update["answer_text"]))
         self.runs.close(run.info.run_id)
-        return update
-
-    # ---- the executor ----------------------------------------------------------------------
-
-    def handlers_of(self, run: Run) -> dict[str, Any]:
-        """The host functions serving ``run``'s code (re-bound to a follow-up's run)."""
-        assert self.graph is not None, "Loop.graph is set by build_graph"
-        host = HostFunctions(run, self.graph, lambda: self.models.sub(run.ctx))
-        return {**host.as_dict(), **self.extras.tool_handlers(run)}
-
-    def executor_of(self, run: Run, state: State) -> Executor:
-        """The run's executor, started on its first block; its block time is capped by the
-        tree's deadline (at least 1 s, so the block can still report)."""
-        if run.executor is None:
-            run.binding = HandlerBinding(self.handlers_of, run)
-            spec = ExecutorSpec(
-                payload=state["context"],
-                query=state["query"],
-                handlers=run.binding.handlers(),
-                mode=run.ctx.sandbox,
-                exec_timeout=run.ctx.exec_timeout,
-                max_output_chars=output_chars(run.ctx),
-                max_concurrency=run.ctx.max_concurrency,
-                passthrough_exceptions=(GraphBubbleUp,),
-                tools=self.extras.declared(run),
-            )
-            run.executor = self.executor_factory(spec)
-        left = run.budget.remaining()["seconds"]
-        if left is not None:
-            run.executor.exec_timeout = min(run.ctx.exec_timeout, max(1.0, float(left)))
-        return run.executor
+        self.payloads.release(state.get("payload"))
+        # A later run on this thread must not see this run's payload or its record.
+        cleared = {"payload": None, "context_file": None, "context_ref": None}
+        return {**update, **cleared, **tree_spent(run)}

@@ -488,7 +488,7 @@ def choose_progress(builder: TraceBuilder, *, quiet: bool = False) -> Progress:
 
 def stream_with_progress(
     graph: Any,
-    payload: Mapping[str, Any],
+    payload: Mapping[str, Any] | Any,
     builder: TraceBuilder,
     progress: Progress,
     *,
@@ -505,7 +505,10 @@ def stream_with_progress(
     """
     result: dict[str, Any] = {}
     for namespace, mode, chunk in graph.stream(
-        dict(payload), stream_mode=["custom", "values"], subgraphs=True, **kwargs
+        dict(payload) if isinstance(payload, Mapping) else payload,
+        stream_mode=["custom", "values"],
+        subgraphs=True,
+        **kwargs,
     ):
         if mode == "custom" and isinstance(chunk, dict):
             builder.add(chunk)

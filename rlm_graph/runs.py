@@ -46,6 +46,10 @@ class Run:
     budget: Budget
     ctx: Context
     executor: Any = None
+    #: The executor's sub-call handlers (a :class:`rlm_graph.journal.RecordingHandlers`).
+    handlers: Any = None
+    #: Closes the executor of a paused run after its TTL (see :mod:`rlm_graph.idle`).
+    idle_timer: Any = None
     started: float = dataclasses.field(default_factory=time.monotonic)
     #: The host handlers' binding (:class:`rlm_graph.followups.HandlerBinding`), the thread
     #: whose sandbox this root run keeps, and setup code to run before its first block.

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Optional
 
 from langchain_core.messages import AnyMessage
+from langgraph.channels.untracked_value import UntrackedValue
 from langgraph.graph.message import add_messages
 from typing_extensions import NotRequired, TypedDict
 
@@ -51,11 +52,51 @@ class BlockResult(TypedDict):
     seconds: float
 
 
+class PayloadRef(TypedDict):
+    """What state keeps of a payload (the payload itself is in the store): its content hash,
+    type name and size in characters (see :mod:`rlm_graph.payload_store`)."""
+
+    hash: str
+    type: str
+    chars: int
+
+
+class JournalEntry(TypedDict):
+    """One executed block, kept so a fresh sandbox can replay the run's REPL: its code, what it
+    printed, and every sub-call's answer keyed by call (see :mod:`rlm_graph.journal`)."""
+
+    iteration: int
+    index: int
+    code: str
+    output: str
+    error: str | None
+    calls: dict[str, list[str]]
+
+
+class TreeSpent(TypedDict):
+    """The tree budget's spend, saved so a resumed run continues it."""
+
+    reserved: int
+    usage: Usage
+    seconds: float
+
+
+def extend_journal(old: list[JournalEntry] | None, new: list[JournalEntry] | None) -> list[Any]:
+    """Reducer of ``journal``: ``None`` starts a new run's journal, a list is appended."""
+    if new is None:
+        return []
+    return [*(old or []), *new]
+
+
 class InputState(TypedDict):
-    """Input: the question and, optionally, the payload (``context``)."""
+    """Input: the question and, optionally, the payload: by value (``context``), as a file
+    (``context_file``, read by the run) or as a stored reference (``context_ref``)."""
 
     query: str
-    context: NotRequired[Any]
+    #: Never checkpointed (an untracked channel): ``start`` stores it and clears it.
+    context: NotRequired[Annotated[Any, UntrackedValue(object)]]
+    context_file: NotRequired[str | None]
+    context_ref: NotRequired[PayloadRef | None]
 
 
 class OutputState(TypedDict):
@@ -111,3 +152,11 @@ class State(InputState, OutputState):
     answer_checked: NotRequired[bool]
     #: The direct strategy: one call with the whole payload, no REPL.
     direct: NotRequired[bool]
+    #: The payload's reference; the payload itself is in the store (never in state).
+    payload: PayloadRef | None
+    #: Every block executed so far with its output and sub-call answers (for replay).
+    journal: Annotated[list[JournalEntry], extend_journal]
+    #: The tree budget's spend (kept by the root run).
+    tree_spent: TreeSpent | None
+    #: Said once in the next observation: which replayed blocks printed something else.
+    replay_note: str | None

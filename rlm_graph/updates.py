@@ -63,6 +63,41 @@ def fresh_state(
     }
 
 
+def as_given(state: State, payload: Any) -> dict[str, Any]:
+    """``state`` with ``context`` the payload the caller gave (by value, file or reference),
+    or None when the query stands in for it."""
+    given = any(state.get(k) is not None for k in ("context", "context_file", "context_ref"))
+    return {**state, "context": payload if given else None}
+
+
+def payload_left(state: State, ref: Any) -> dict[str, Any]:
+    """What ``start`` puts in state for the payload: only its reference (and no old record)."""
+    update: dict[str, Any] = {"payload": ref, "journal": None, "replay_note": None}
+    if state.get("context") is not None:
+        update["context"] = None
+    return update
+
+
+def tree_spent(run: Run) -> dict[str, Any]:
+    """The tree budget's spend for state (kept by the root run only: resumes continue it)."""
+    return {"tree_spent": run.budget.snapshot()} if run.is_root else {}
+
+
+def system_for(run: Run, ctx: Context, compact: bool, sub_chars: int, extra: dict[str, Any]) -> str:
+    """The run's system prompt (``extra``: the tools' part, :mod:`rlm_graph.extras`)."""
+    return prompts.system_prompt(
+        depth=run.info.depth,
+        max_depth=ctx.max_depth,
+        max_iterations=ctx.max_iterations,
+        max_output_chars=output_chars(ctx),
+        max_concurrency=ctx.max_concurrency,
+        remaining=run.budget.remaining(),
+        compact=compact,
+        sub_chars=sub_chars,
+        **extra,
+    )
+
+
 def goes_direct(strategy: str, payload_chars: int, window: int | None) -> bool:
     """Whether a run answers with one call on the whole payload: always for 'direct'; for
     'auto' when the payload takes at most a third of the root model's known window."""

@@ -186,9 +186,9 @@ def test_build_graph_takes_exactly_the_context_settings() -> None:
     fields = {f.name: f.default for f in dataclasses.fields(Context)}
     params = inspect.signature(build_graph).parameters
     # The settings are not redeclared: they arrive as **settings and are checked by the schema.
-    # tools, child_tools and output_schema are objects, not settings.
+    # tools, child_tools, output_schema and store are objects, not settings.
     assert set(params) == {
-        *("model", "sub_model", "checkpointer", "executor", "settings"),
+        *("model", "sub_model", "checkpointer", "executor", "store", "settings"),
         *("tools", "child_tools", "output_schema"),
     }
     graph = build_graph(**{k: v for k, v in fields.items() if k not in ("model", "sub_model")})

@@ -1,0 +1,42 @@
+"""Scripted model for the CLI crash test: block 1 sets x, block 2 sleeps as many seconds as the
+file $SLEEP_FILE says (read when the block runs, so the test can make the resumed one short),
+block 3 answers x. Each call appends a line to $CALL_LOG (calls counted across processes)."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from langchain_core.messages import BaseMessage
+
+from tests.fakes import FakeChatModel, code, final, last_text, turn
+
+
+def model() -> FakeChatModel:
+    """The scripted model (a zero-argument factory for ``--model``)."""
+    sleep_file = os.environ.get("SLEEP_FILE", "")
+    sleep = f"float(open({sleep_file!r}).read())" if sleep_file else "0"
+    replies = [
+        code("x = len(context)\nprint(x)"),
+        code(f"import time\ntime.sleep({sleep})\nprint('slept')"),
+        code("final_answer(x)"),
+    ]
+
+    def respond(messages: list[BaseMessage]) -> str:
+        with open(os.environ["CALL_LOG"], "a") as f:
+            f.write(f"{turn(messages)}\n")
+        return replies[min(turn(messages), 2)]
+
+    return FakeChatModel(respond=respond)
+
+
+def printing_model() -> FakeChatModel:
+    """``print(41)``, then the first line of what was observed as the answer."""
+
+    def respond(messages: list[BaseMessage]) -> str:
+        if turn(messages) == 0:
+            return code("print(41)")
+        seen = re.search(r"Observation:\n(.*)", last_text(messages))
+        return final(seen.group(1) if seen else "nothing")
+
+    return FakeChatModel(respond=respond)
