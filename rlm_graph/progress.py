@@ -48,7 +48,8 @@ def _call_name(call: Mapping[str, Any]) -> str:
     return function
 
 
-def _tokens(usage: Mapping[str, Any] | None) -> int:
+def tokens_of(usage: Mapping[str, Any] | None) -> int:
+    """Total tokens of a usage dict (input + output when no total is reported)."""
     if not usage:
         return 0
     total = usage.get("total_tokens")
@@ -305,7 +306,7 @@ class PlainProgress(Progress):
             self._line(
                 event,
                 f"thought: {shorten(event.get('thought'), 80)!r} "
-                f"({_tokens(event.get('usage'))} tok, {float(event.get('seconds') or 0):.1f}s)",
+                f"({tokens_of(event.get('usage'))} tok, {float(event.get('seconds') or 0):.1f}s)",
             )
         elif kind == "code":
             self._line(event, f"code: {shorten(event.get('code'), 80)}")
@@ -337,7 +338,7 @@ class PlainProgress(Progress):
         elif kind == "run_end":
             self._line(
                 event,
-                f"run end: {_tokens(event.get('usage'))} tok, "
+                f"run end: {tokens_of(event.get('usage'))} tok, "
                 f"{float(event.get('seconds') or 0):.1f}s",
             )
 
@@ -404,7 +405,7 @@ class LiveTree(Progress):
         status = "✓" if run.ended else "…"
         tail = ""
         if run.ended:
-            tail = f" [dim]{_tokens(run.usage)} tok, {float(run.seconds or 0):.1f}s[/dim]"
+            tail = f" [dim]{tokens_of(run.usage)} tok, {float(run.seconds or 0):.1f}s[/dim]"
         elif self._now is not None:
             tail = f" [dim]{max(0.0, self._now - run.t):.1f}s[/dim]"
         ctx = f" [dim]({run.context_type}, {run.context_chars} chars)[/dim]"
@@ -460,7 +461,7 @@ class LiveTree(Progress):
         if it.has_final and not it.blocks:
             parts.append("[green]final answer[/green]")
         if it.usage:
-            parts.append(f"[dim]{_tokens(it.usage)} tok[/dim]")
+            parts.append(f"[dim]{tokens_of(it.usage)} tok[/dim]")
         busy = float(it.model_seconds or 0) + sum(
             float(b.get("seconds") or 0) for b in it.blocks.values()
         )

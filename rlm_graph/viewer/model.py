@@ -11,18 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from rlm_graph.progress import tokens_of
+
 __all__ = ["view_model"]
 
 Span = dict[str, Any]
-
-
-def _tokens(usage: Mapping[str, Any] | None) -> int:
-    if not usage:
-        return 0
-    total = usage.get("total_tokens")
-    if isinstance(total, int):
-        return total
-    return int(usage.get("input_tokens") or 0) + int(usage.get("output_tokens") or 0)
 
 
 def _walk(run: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
@@ -50,7 +43,7 @@ def _iteration(it: Mapping[str, Any]) -> dict[str, Any]:
         "t": it.get("t"),
         "thought": it.get("thought") or "",
         "model_seconds": it.get("model_seconds"),
-        "tokens": _tokens(it.get("usage")),
+        "tokens": tokens_of(it.get("usage")),
         "usage": it.get("usage") or {},
         "has_final": bool(it.get("has_final")),
         "blocks": [_block(b) for b in it.get("code_blocks") or []],
@@ -72,7 +65,7 @@ def _run(run: Mapping[str, Any]) -> dict[str, Any]:
         "stopped_reason": run.get("stopped_reason"),
         "n_iterations": run.get("n_iterations"),
         "usage": run.get("usage") or {},
-        "tokens": _tokens(run.get("usage")),
+        "tokens": tokens_of(run.get("usage")),
         "seconds": run.get("seconds"),
         "ended": run.get("seconds") is not None,
         "iterations": [_iteration(it) for it in run.get("iterations") or []],
