@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
 import subprocess
 import sys
 import time
@@ -299,38 +298,17 @@ def test_python_dash_m_is_the_same_command() -> None:
 
 
 def test_live_tree_on_a_terminal(log_file: Path) -> None:
-    import pty
+    from tests.ptyrun import run_in_pty
 
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
+    shown = run_in_pty(
         [SCRIPT, "Measure it", "--context-file", str(log_file), "--model",
          "tests.fakes:recursive_model"],
         cwd=ROOT,
         env=_env(COLUMNS="160", TERM="xterm"),
-        stdin=subprocess.DEVNULL,
-        stdout=follower,
-        stderr=follower,
+        timeout=240,
     )  # fmt: skip
-    os.close(follower)
-    chunks: list[bytes] = []
-    while True:
-        # Stop once the command has exited and the terminal is drained, even if some
-        # grandchild still holds the terminal open.
-        ready, _, _ = select.select([leader], [], [], 0.2)
-        if not ready:
-            if proc.poll() is not None:
-                break
-            continue
-        try:
-            data = os.read(leader, 65536)
-        except OSError:  # EIO: every writer closed the terminal
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(leader)
-    assert proc.wait(timeout=60) == 0
-    screen = b"".join(chunks).decode("utf-8", "replace")
+    assert shown.returncode == 0
+    screen = shown.text
     # The final full render of the tree stays on screen: root, iteration, child run, answer.
     assert "d0" in screen and "d1" in screen and "Measure the text." in screen
     assert "#1" in screen and "tok" in screen
