@@ -20,8 +20,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from langchain_core.messages import AIMessage
 from langgraph.types import interrupt
 
+from rlm_graph.model_calls import message_text
+from rlm_graph.parsing import parse_reply
 from rlm_graph.runs import Run, RunTable
 from rlm_graph.state import State
 
@@ -77,9 +80,26 @@ def review(run: Run, state: State, runs: RunTable) -> Review:
     """Ask for a decision when the settings say so (``interrupt()``: the run pauses here)."""
     blocks = list(state["code_blocks"])
     if not needs_review(run.ctx.approve, run.info.depth):
-        return Review(blocks)
-    decision = interrupt(request(run, state, path_of(run, runs)))
-    return decide(decision, blocks)
+        return Review(blocks, note=edited_note(state))
+    decided = decide(interrupt(request(run, state, path_of(run, runs))), blocks)
+    if decided.note is None and decided.rejection is None:
+        return Review(decided.blocks, note=edited_note(state))
+    return decided
+
+
+def edited_note(state: State) -> str | None:
+    """What to tell the model when the pending code is not what its last reply wrote: the
+    thread was edited while paused (``graph.update_state(config, {"code_blocks": [...]})``)."""
+    last = state["messages"][-1] if state["messages"] else None
+    blocks = state["code_blocks"]
+    if not isinstance(last, AIMessage) or parse_reply(message_text(last)).code_blocks == blocks:
+        return None
+    return _edited(blocks, "your code was changed while the run was paused")
+
+
+def _edited(blocks: list[str], what: str) -> str:
+    shown = "\n\n".join(f"```python\n{code}\n```" for code in blocks)
+    return f"Note: {what}. This is the code that ran:\n{shown}"
 
 
 def decide(decision: Any, blocks: list[str]) -> Review:
@@ -91,11 +111,7 @@ def decide(decision: Any, blocks: list[str]) -> Review:
         return Review(blocks)
     if action == "edit" and isinstance(decision.get("code"), str) and decision["code"].strip():
         code = decision["code"]
-        note = (
-            "Note: a reviewer edited your code before it ran. This is the code that ran:\n"
-            f"```python\n{code}\n```"
-        )
-        return Review([code], note=note)
+        return Review([code], note=_edited([code], "a reviewer edited your code before it ran"))
     if action == "reject":
         message = str(decision.get("message") or "no reason given")
         return Review([], rejection=f"A reviewer rejected this code; it did not run: {message}")

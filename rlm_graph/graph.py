@@ -25,6 +25,7 @@ from rlm_graph.payload_store import store_for
 from rlm_graph.state import InputState, OutputState, State, typed_output_state
 from rlm_graph.steps import LoopNode
 from rlm_graph.tools import ToolLike
+from rlm_graph.updates import route_after_observe, route_after_think
 
 Graph = CompiledStateGraph[Any, Any, Any, Any]
 
@@ -92,13 +93,15 @@ def build_graph(
         output_schema=typed_output_state(schema.annotation) if schema else OutputState,
     )
     builder.add_node("start", node("start"))
-    builder.add_node("think", node("think"), destinations=("execute", "finish", "observe"))
+    builder.add_node("think", node("think"))
     builder.add_node("execute", node("execute"))
-    builder.add_node("observe", node("observe"), destinations=("finish", "think"))
+    builder.add_node("observe", node("observe"))
     builder.add_node("finish", node("finish"))
     builder.add_edge(START, "start")
     builder.add_edge("start", "think")
+    builder.add_conditional_edges("think", route_after_think, ["execute", "finish", "observe"])
     builder.add_edge("execute", "observe")
+    builder.add_conditional_edges("observe", route_after_observe, ["finish", "think"])
     builder.add_edge("finish", END)
     if store is None and checkpointer not in (None, True, False):
         store = store_for(checkpointer)

@@ -6,8 +6,8 @@
 
 Each node is a method of :class:`Loop`, which holds what one compiled graph owns. ``think``,
 ``execute`` and ``finish`` yield their blocking steps (:mod:`rlm_graph.steps`): one body serves
-``invoke`` and ``ainvoke``. ``think`` and ``observe`` route with ``Command(goto=...)``: a
-conditional edge would rebuild the whole state after the node just to read two keys.
+``invoke`` and ``ainvoke``. Routing after ``think`` and ``observe`` reads the state they
+leave (:func:`rlm_graph.updates.route_after_think`), so an ``update_state`` edit routes too.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from langgraph.config import get_config
 from langgraph.errors import GraphBubbleUp
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import get_runtime
-from langgraph.types import Command
 
 from rlm_graph import approval, idle, prompts
 from rlm_graph.answers import accept, invalid_answer_message
@@ -62,8 +61,6 @@ from rlm_graph.updates import (
     record_result,
     repeats_previous_reply,
     reply_update,
-    route_after_observe,
-    route_after_think,
     system_for,
     tree_spent,
 )
@@ -170,10 +167,10 @@ class Loop:
             reply, usage = yield ModelCall(run.budget, root, compacted or messages, run.ctx)
         except BudgetExhausted as exc:
             stop = {"stopped_reason": "budget", "error": deadline_error(exc)}
-            return route_after_think({**stop, **tree_spent(run)})
+            return {**stop, **tree_spent(run)}
         except ModelCallError as exc:  # after its retries: keep what the run learned
             stop = {"stopped_reason": "error", "error": str(exc)}
-            return route_after_think({**stop, **tree_spent(run)})
+            return {**stop, **tree_spent(run)}
         text = message_text(reply)
         seconds = time.monotonic() - began
         update = reply_update(run, state, iteration, text, add_usage(usage, spent), seconds)
@@ -181,7 +178,7 @@ class Loop:
             update["messages"] = replacing(compacted, update["messages"])
         if "answer" in update:
             update = accept(self.extras.schema_of(run), update)
-        return route_after_think({**update, **tree_spent(run)})
+        return {**update, **tree_spent(run)}
 
     def execute(self, state: State) -> Body:
         """Run the reply's code blocks (after review, if the settings ask for it); a paused
@@ -234,7 +231,7 @@ class Loop:
         update = {"results": results, "usage": usage, "journal": entries, "replay_note": note}
         return {**update, **tree_spent(run)}
 
-    def observe(self, state: State) -> Command[Any]:
+    def observe(self, state: State) -> dict[str, Any]:
         """Turn the results into the next message, or stop: answer given, replies or budget out."""
         run = self.live(state)
         results = state["results"]
@@ -245,7 +242,7 @@ class Loop:
                 self.extras.schema_of(run), {"answer": done, "stopped_reason": "final_answer"}
             )
             if "answer" in accepted:
-                return route_after_observe({**accepted, "results": []})
+                return {**accepted, "results": []}
             errors = accepted["answer_errors"]
         if errors:
             message = invalid_answer_message(errors, state["iterations"], run.ctx.max_iterations)
@@ -274,7 +271,7 @@ class Loop:
             update["stopped_reason"] = "max_iterations"
         elif run.budget.exhausted():
             update["stopped_reason"] = "budget"
-        return route_after_observe(update)
+        return update
 
     def finish(self, state: State) -> Body:
         """Produce the answer (forcing one when none was given), close the run, report."""

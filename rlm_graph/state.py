@@ -127,6 +127,15 @@ def typed_output_state(annotation: Any) -> type:
     )
 
 
+class RouteState(TypedDict):
+    """What routing after ``think`` and ``observe`` reads: LangGraph hands a path function only
+    the keys of its annotation, so routing copies these three rather than the whole state."""
+
+    stopped_reason: str
+    answer: Any
+    code_blocks: list[str]
+
+
 class State(InputState, OutputState):
     """Full working state of a run (input + output + loop bookkeeping)."""
 

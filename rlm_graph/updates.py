@@ -13,7 +13,6 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage, SystemMessage
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
-from langgraph.types import Command
 
 from rlm_graph import prompts
 from rlm_graph.answers import AnswerSchema
@@ -24,7 +23,7 @@ from rlm_graph.model_calls import message_text
 from rlm_graph.model_profile import CHARS_PER_TOKEN, FULL_OUTPUT_CHARS
 from rlm_graph.parsing import drop_final_answer, parse_reply
 from rlm_graph.runs import Run
-from rlm_graph.state import BlockResult, State, Usage, add_usage, empty_usage
+from rlm_graph.state import BlockResult, RouteState, State, Usage, add_usage, empty_usage
 
 
 def fresh_state(
@@ -122,22 +121,22 @@ def direct_state(run_id: str, query: str, payload: Any) -> dict[str, Any]:
     }
 
 
-# think and observe branch. Each returns Command(goto=...) decided from its own update; the
-# state they start from never holds an answer or a stop reason (either leads to finish).
+# think and observe branch on the state they leave, not on a Command: a thread paused before
+# execute or think and then edited with update_state(...) routes from what the edit left,
+# instead of stopping with no next node and an empty answer.
 
 
-def route_after_think(update: dict[str, Any]) -> Command[Any]:
+def route_after_think(state: RouteState) -> str:
     """finish on an answer or a spent budget; else run the code, or observe a reply without
     any (observe sends the correction)."""
-    if update.get("stopped_reason") or update.get("answer"):
-        return Command(update=update, goto="finish")
-    return Command(update=update, goto="execute" if update["code_blocks"] else "observe")
+    if state.get("stopped_reason") or state.get("answer"):
+        return "finish"
+    return "execute" if state.get("code_blocks") else "observe"
 
 
-def route_after_observe(update: dict[str, Any]) -> Command[Any]:
+def route_after_observe(state: RouteState) -> str:
     """finish on final_answer(), max_iterations or a spent budget; else think again."""
-    stop = update.get("stopped_reason") or update.get("answer")
-    return Command(update=update, goto="finish" if stop else "think")
+    return "finish" if state.get("stopped_reason") or state.get("answer") else "think"
 
 
 def reply_update(

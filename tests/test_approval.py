@@ -161,3 +161,61 @@ def test_a_paused_runs_sandbox_is_closed_after_the_ttl_and_resume_replays(
     out = graph.invoke(Command(resume="approve"), CONFIG)
     assert "Observation:\n42" in str(model.prompts[-1][-1].content)  # x is back (replay)
     assert out["answer"] == "done"
+
+
+# ---- update_state on a paused thread routes from state (never next=() and answer '') -------
+
+
+def _echo_model() -> FakeChatModel:
+    """Runs print('orig'), then answers with the first line of what its code printed."""
+
+    def respond(messages: list[BaseMessage]) -> str:
+        if turn(messages) == 0:
+            return code("print('orig')")
+        seen = re.search(r"Observation:\n(.*)", last_text(messages))
+        return final(seen.group(1).strip() if seen else "nothing")
+
+    return FakeChatModel(respond=respond)
+
+
+def test_update_state_of_the_pending_code_runs_it_and_tells_the_model() -> None:
+    model = _echo_model()
+    graph = build_graph(model=model, checkpointer=InMemorySaver())
+    graph.invoke({"query": "q", "context": "c"}, CONFIG, interrupt_before=["execute"])
+    graph.update_state(CONFIG, {"code_blocks": ["print('edited')"]})
+    assert graph.get_state(CONFIG).next == ("execute",)
+    out = graph.invoke(None, CONFIG)
+    assert out["answer"] == "edited" and out["stopped_reason"] == "final_answer"
+    told = last_text(model.prompts[-1])
+    assert "your code was changed while the run was paused" in told and "print('edited')" in told
+
+
+def test_update_state_with_approval_still_pauses_for_review() -> None:
+    graph = build_graph(model=_echo_model(), checkpointer=InMemorySaver(), approve="code")
+    out = graph.invoke({"query": "q", "context": "c"}, CONFIG)
+    assert _interrupts(out)[0]["code"] == "print('orig')"
+    graph.update_state(CONFIG, {"code_blocks": ["print('edited')"]})
+    out = graph.invoke(None, CONFIG)
+    assert _interrupts(out)[0]["code"] == "print('edited')"  # the edit is what is reviewed
+    out = graph.invoke(Command(resume="approve"), CONFIG)
+    assert out["answer"] == "edited"
+
+
+def test_update_state_that_removes_the_code_continues_the_loop() -> None:
+    model = _echo_model()
+    graph = build_graph(model=model, checkpointer=InMemorySaver())
+    graph.invoke({"query": "q", "context": "c"}, CONFIG, interrupt_before=["execute"])
+    graph.update_state(CONFIG, {"code_blocks": []})
+    assert graph.get_state(CONFIG).next == ("observe",)
+    out = graph.invoke(None, CONFIG)
+    assert out["answer"] and out["stopped_reason"] == "final_answer"
+
+
+def test_update_state_before_think_continues_the_loop() -> None:
+    graph = build_graph(model=_echo_model(), checkpointer=InMemorySaver())
+    graph.invoke({"query": "q", "context": "c"}, CONFIG, interrupt_before=["think"])
+    graph.invoke(None, CONFIG, interrupt_before=["think"])  # block ran; paused before turn 2
+    graph.update_state(CONFIG, {"best_answer": "kept"})
+    assert graph.get_state(CONFIG).next == ("think",)
+    out = graph.invoke(None, CONFIG)
+    assert out["answer"] == "orig" and out["stopped_reason"] == "final_answer"
