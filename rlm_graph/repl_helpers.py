@@ -7,10 +7,25 @@ model can read what they do. ``chunks``' default size is what ``llm_query`` can 
 from __future__ import annotations
 
 PRELUDE = '''\
+class GrepLines(list):
+    """The lines grep() matched: a plain list whose repr shortens long lines, so a grep(...)
+    left as a block's last expression does not echo whole lines it has just shown."""
+
+    def __repr__(self):
+        def cut(line):
+            line = str(line)
+            return line if len(line) <= 160 else line[:120] + f"...[{len(line):,} chars]"
+        shown = ", ".join(repr(cut(x)) for x in self[:10])
+        more = f", ... {len(self) - 10:,} more" if len(self) > 10 else ""
+        return f"[{shown}{more}]"
+
+    __str__ = __repr__
+
+
 def grep(pattern, text=None, context_lines=0, max_hits=20, ignore_case=True):
     """Print the lines of text (default: context) matching the regular expression pattern,
     with their line numbers and context_lines around each; in a long line (a text with few
-    line breaks), the part around each match. Returns the matching lines."""
+    line breaks), the part around each match. Returns the matching lines (a list)."""
     import re as _re
     if text is None:
         text = context
@@ -46,7 +61,7 @@ def grep(pattern, text=None, context_lines=0, max_hits=20, ignore_case=True):
         print(f"... more matches: the first {max_hits} shown ({len(hits):,} matching lines)")
     if not hits:
         print(f"grep: no line matches {pattern!r}")
-    return [lines[i] for i in hits]
+    return GrepLines(lines[i] for i in hits)
 
 
 def chunks(text=None, size={chunk_chars}):

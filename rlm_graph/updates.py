@@ -144,7 +144,7 @@ def reply_update(
 ) -> dict[str, Any]:
     """The state update for one model reply. A Final Answer written in the same reply as code
     is a guess made before the output existed: it is cut from the history (a small model
-    otherwise repeats it) and kept only as a fallback answer."""
+    otherwise repeats it) and kept only as a fallback answer. An empty one is cut too."""
     parsed = parse_reply(text)
     final = parsed.final_answer or None  # an empty "Final Answer:" is no answer
     run.emit(
@@ -173,7 +173,9 @@ def reply_update(
         update["feedback"] = prompts.FAILED_SEARCH_ANSWER.format(answer=final)
         final = None
     premature = final is not None and bool(parsed.code_blocks)
-    update["messages"] = [AIMessage(drop_final_answer(text) if premature else text)]
+    # An empty "Final Answer:" line goes too: kept, a small model copies it into every reply.
+    empty = parsed.final_answer == ""
+    update["messages"] = [AIMessage(drop_final_answer(text) if premature or empty else text)]
     update["premature_answer"] = final
     if final is not None and not parsed.code_blocks:
         unchecked = state.get("check_answers") and not state.get("answer_checked")

@@ -209,3 +209,44 @@ def test_an_early_answer_after_a_failed_block_is_not_invited() -> None:
     assert "reply with Final Answer alone" not in observation
     _, seen = _run([code("print(context.count('4417'))") + "\nFinal Answer: 3", final("3")])
     assert "reply with Final Answer alone" in last_text(seen[1])
+
+
+def test_grep_left_as_the_last_expression_does_not_echo_whole_lines() -> None:
+    # One long line: grep shows the part around the match; the REPL echoes its return value,
+    # which must not repeat the whole 30k-char line that was just shown in part.
+    seen: list[list[BaseMessage]] = []
+    replies = [code("grep('blue-fox')"), final("4417")]
+
+    def respond(messages: list[BaseMessage]) -> str:
+        seen.append(list(messages))
+        return replies[min(turn(messages), 1)]
+
+    text = "filler words " * 2500 + "k blue-fox code 4417 " + "more filler " * 100
+    build_graph(model=FakeChatModel(respond=respond), strategy="rlm").invoke(
+        {"query": "What is the code of key blue-fox?", "context": text}
+    )
+    observation = last_text(seen[1])
+    assert "k blue-fox code 4417" in observation
+    assert "omitted" not in observation and len(observation) < 1500, observation[-500:]
+    assert f"[{len(text):,} chars]" in observation  # the echo says how long the line is
+
+
+def test_grep_still_returns_the_full_lines() -> None:
+    from rlm_graph.repl_helpers import prelude
+
+    namespace: dict[str, Any] = {"context": "a " * 500 + "key 1\nb key 2\nc"}
+    exec(prelude(100), namespace)
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        hits = namespace["grep"]("key")
+    assert hits == ["a " * 500 + "key 1", "b key 2"] and isinstance(hits, list)
+    assert len(repr(hits)) < 200 and "'b key 2'" in repr(hits)
+
+
+def test_an_empty_final_answer_line_after_code_is_cut_from_the_history() -> None:
+    # A small model copied its own empty "Final Answer:" line into every later reply.
+    _, seen = _run([code("print(len(context))") + "\n\nFinal Answer:", final("4417")])
+    history = [text_of(m) for m in seen[1]]
+    assert "print(len(context))" in history[-2] and "Final Answer" not in history[-2]
