@@ -307,3 +307,35 @@ def test_follow_up_in_a_new_process(tmp_path: Path) -> None:
     assert "variables from those questions are kept" in out["prompt"]
     out = _in_process(db, log, "Words in both?", "--context", "d e f g")
     assert out["answer"] == "7 True" and "`context_1`" in out["prompt"]
+
+
+def test_a_follow_up_paused_and_resumed_in_a_new_graph_replays_the_thread(tmp_path: Path) -> None:
+    """A follow-up resumed mid-run elsewhere: the thread's earlier questions, then its own
+    blocks; at its end it joins the record, so the next question sees its variables."""
+    db = tmp_path / "c.db"
+    steps = {
+        "Count the words.": ["counts = len(context.split())\nprint(counts)"],
+        "Two steps.": ["y = counts * 10\nprint(y)", "z = y + len(context_1)\nprint(z)"],
+        "All of it?": ["print(counts, y, z)"],
+    }
+
+    def respond(messages: list[BaseMessage]) -> str:
+        script = steps[question(messages)]
+        n = turn(messages)
+        return code(script[n]) if n < len(script) else final(_printed(messages))
+
+    _ask(db, FakeChatModel(respond=respond), {"query": "Count the words.", "context": "a b c"})
+    config: Any = {"configurable": {"thread_id": "t"}}
+    paused = _sqlite_graph(db, FakeChatModel(respond=respond))
+    try:
+        inp = {"query": "Two steps.", "context": "xy"}
+        paused.invoke(inp, config, interrupt_before=["execute"])
+        paused.invoke(None, config, interrupt_before=["execute"])  # block 1 ran
+    finally:
+        close_runs(paused)
+    resumed = FakeChatModel(respond=respond)
+    out = _sqlite_graph(db, resumed).invoke(None, config)
+    assert out["answer"] == "32" and resumed.calls == 1  # only the final turn
+    last = FakeChatModel(respond=respond)
+    assert _ask(db, last, {"query": "All of it?"})["answer"] == "3 30 32"
+    assert last.calls == 2
