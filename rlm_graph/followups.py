@@ -9,9 +9,21 @@ and a new ``context`` is loaded as ``context_1``, ``context_2``, … with ``cont
 (the first is also ``context_0``). The thread's state keeps a short list of the earlier
 questions and answers (``thread_turns``), shown in the follow-up's first message.
 
-In-process only: after a restart, or past the TTL, the earlier turns are still listed but the
-variables are gone (the prompt says so); restoring them needs the durable block journal and
-replay.
+Across a restart (a new process or graph object on the same SQLite/Postgres database) or past
+the TTL, the REPL is rebuilt instead: the thread's state keeps a record (``thread_record``:
+each question's query, the reference of the context it brought, its blocks with their
+sub-call answers, outputs as digests; :func:`add_question`), and the follow-up's first block
+runs in a fresh sandbox that first replays it (:func:`rlm_graph.rebuild.replay_thread`):
+no model call is repeated, no budget spent. The record is carried by every checkpoint of the
+thread, so it is capped (:data:`MAX_RECORD_QUESTIONS`, :data:`MAX_RECORD_CHARS`); past the cap
+later questions are not recorded and a rebuild says their variables are lost.
+
+Limits: the replay re-runs code (side effects happen again; a block that prints something
+else is named once in the next observation); a rebuild needs a store for the earlier contexts
+(without one, e.g. ``InMemorySaver`` alone, the variables are lost past the TTL and the prompt
+says so); a follow-up's new context reaches the sandbox as a literal in a setup block
+(:func:`setup_code`), not streamed like a run's first payload (a large one costs a few copies
+and its parse time: loading it by reference needs a new sandbox message).
 """
 
 from __future__ import annotations
