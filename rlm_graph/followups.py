@@ -9,9 +9,21 @@ and a new ``context`` is loaded as ``context_1``, ``context_2``, … with ``cont
 (the first is also ``context_0``). The thread's state keeps a short list of the earlier
 questions and answers (``thread_turns``), shown in the follow-up's first message.
 
-In-process only: after a restart, or past the TTL, the earlier turns are still listed but the
-variables are gone (the prompt says so); restoring them needs the durable block journal and
-replay.
+Across a restart (a new process or graph object on the same SQLite/Postgres database) or past
+the TTL, the REPL is rebuilt instead: the thread's state keeps a record (``thread_record``:
+each question's query, the reference of the context it brought, its blocks with their
+sub-call answers, outputs as digests; :func:`add_question`), and the follow-up's first block
+runs in a fresh sandbox that first replays it (:func:`rlm_graph.rebuild.replay_thread`):
+no model call is repeated, no budget spent. The record is carried by every checkpoint of the
+thread, so it is capped (:data:`MAX_RECORD_QUESTIONS`, :data:`MAX_RECORD_CHARS`); past the cap
+later questions are not recorded and a rebuild says their variables are lost.
+
+Limits: the replay re-runs code (side effects happen again; a block that prints something
+else is named once in the next observation); a rebuild needs a store for the earlier contexts
+(without one, e.g. ``InMemorySaver`` alone, the variables are lost past the TTL and the prompt
+says so); a follow-up's new context reaches the sandbox as a literal in a setup block
+(:func:`setup_code`), not streamed like a run's first payload (a large one costs a few copies
+and its parse time: loading it by reference needs a new sandbox message).
 """
 
 from __future__ import annotations
@@ -25,13 +37,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import get_runtime
 
 from rlm_graph.events import preview
+from rlm_graph.journal import compacted, entry_chars
+from rlm_graph.state import JournalEntry, PayloadRef, ThreadQuestion, ThreadRecord
 
 Handler = Callable[..., Any]
 #: Earlier turns listed to a follow-up (oldest dropped first), and characters of each part.
 MAX_TURNS = 10
 TURN_CHARS = 300
+#: The thread's record (what rebuilds its REPL) stops growing past these: every checkpoint of
+#: the thread carries it (SQLite stores each checkpoint whole), so it is kept small (outputs
+#: as digests) and bounded. Questions past the cap are answered, but not rebuilt.
+MAX_RECORD_QUESTIONS = 50
+MAX_RECORD_CHARS = 200_000
 
 
 class HandlerBinding:
@@ -132,64 +152,132 @@ def _close_all(sessions: dict[str, Session], lock: threading.Lock) -> None:
 
 @dataclass(frozen=True)
 class FollowUp:
-    """How a root run on a thread starts: its first message and its state update."""
+    """How a root run on a thread starts: its first message (None: the usual one) and its
+    state update."""
 
-    user_prompt: str
+    user_prompt: str | None
     update: dict[str, Any]
 
 
 class FollowUps:
     """Follow-ups of one compiled graph: park a root run's sandbox at its end, hand it to the
-    next run on the same thread at its start."""
+    next run on the same thread at its start, and keep the thread's record for a rebuild."""
 
     def __init__(self) -> None:
         self.sessions = ThreadSessions()
 
     def begin(
-        self, run: Any, state: Mapping[str, Any], config: RunnableConfig, graph: Any
-    ) -> FollowUp | None:
-        """Attach the thread's parked sandbox to ``run`` (a run of ``graph``); None when this
-        run has no thread (no checkpointer, no ``thread_id``, a child, or follow-ups off)."""
+        self,
+        run: Any,
+        state: Mapping[str, Any],
+        config: RunnableConfig,
+        graph: Any,
+        ref: PayloadRef | None = None,
+    ) -> FollowUp:
+        """Attach the thread's parked sandbox to ``run`` (a run of ``graph`` whose payload is
+        stored as ``ref``), or plan its rebuild from the thread's record. A run with no thread
+        (no checkpointer, no ``thread_id``, a child, or follow-ups off) gets no first message."""
         saver = getattr(graph, "checkpointer", None) not in (None, False)
         run.thread_id = thread_of(config, saver, run.info.depth, run.ctx.follow_up_ttl)
         if run.thread_id is None:
-            return None
+            return FollowUp(None, {"thread_question": None})
         from rlm_graph import prompts  # lazy: prompts imports describe, not this module
 
         query, payload = str(state["query"]), state.get("context")
         turns = list(state.get("thread_turns") or [])
+        durable = _has_store()  # a rebuild loads the earlier contexts from the store
+        record = state.get("thread_record") if durable else None
         session = self.sessions.take(run.thread_id)
-        if session is None:
+        if session is None and not (record and record["questions"]):
             first = prompts.user_prompt(query, query if payload is None else payload)
-            update = {"thread_contexts": 0, "thread_turns": turns}
-            return FollowUp(_with_turns(first, turns, kept=False), update)
-        run.executor, run.binding = session.executor, session.binding
-        session.binding.bind(run)
+            question = ThreadQuestion(query=query, payload=ref, number=0, journal=[])
+            update = {
+                "thread_contexts": 0,
+                "thread_turns": turns,
+                "thread_record": ThreadRecord(questions=[], chars=0, full=False),
+                "thread_question": question if durable else None,
+            }
+            return FollowUp(_with_turns(first, turns, "lost"), update)
         number = None if payload is None else int(state.get("thread_contexts") or 0) + 1
-        setup = setup_code(query, payload, number)
-        run.setup = setup if session.setup is None else f"{session.setup}\n{setup}"
+        if session is None:  # rebuilt at the first block (rlm_graph.rebuild.replay_thread)
+            kept = "rebuilt" if not (record and record["full"]) else "partly"
+        else:
+            kept = "kept"
+            run.executor, run.binding = session.executor, session.binding
+            session.binding.bind(run)
+            setup = setup_code(query, payload, number)
+            run.setup = setup if session.setup is None else f"{session.setup}\n{setup}"
         if payload is None:
             first = prompts.follow_up_prompt(query)
         else:
             first = prompts.user_prompt(query, payload) + f"\n(It is also `context_{number}`.)"
-        update = {"thread_contexts": number or int(state.get("thread_contexts") or 0)}
-        return FollowUp(_with_turns(first, turns, kept=True), {**update, "thread_turns": turns})
+        new = ref if payload is not None else None
+        question = ThreadQuestion(query=query, payload=new, number=number, journal=[])
+        update = {
+            "thread_contexts": number or int(state.get("thread_contexts") or 0),
+            "thread_turns": turns,
+            "thread_question": question if durable else None,
+        }
+        return FollowUp(_with_turns(first, turns, kept, record), update)
 
     def end(self, run: Any, state: Mapping[str, Any], answer_text: str) -> dict[str, Any]:
-        """Park the run's sandbox for the thread's next question; the turns list, updated."""
-        if getattr(run, "thread_id", None) is None:
+        """Park the run's sandbox for the thread's next question; the turns list and the
+        thread's record, updated (this question and its blocks added)."""
+        question = state.get("thread_question")
+        if getattr(run, "thread_id", None) is None and question is None:
             return {}
-        if run.executor is not None and run.binding is not None:
+        if run.executor is not None and run.binding is not None and run.thread_id is not None:
             ttl = run.ctx.follow_up_ttl
             session = Session(run.executor, run.binding, run.setup, time.monotonic() + ttl)
             run.executor = None  # not closed with the run
             self.sessions.park(run.thread_id, session, ttl)
         turns = add_turn(list(state.get("thread_turns") or []), str(state["query"]), answer_text)
-        return {"thread_turns": turns}
+        update: dict[str, Any] = {"thread_turns": turns}
+        if question is not None:
+            journal = list(state.get("journal") or [])
+            record = add_question(state.get("thread_record"), question, journal)
+            # The run's own journal now lives (compacted) in the record: not twice per checkpoint.
+            update.update(thread_record=record, thread_question=None, journal=None)
+        return update
 
 
-def _with_turns(first: str, turns: list[dict[str, str]], *, kept: bool) -> str:
-    return first if not turns else f"{turns_text(turns, kept)}\n\n{first}"
+def _has_store() -> bool:
+    """Whether this run has a store (payloads outlive the run): a rebuild needs one."""
+    try:
+        return get_runtime().store is not None
+    except RuntimeError:  # called outside a graph run
+        return False
+
+
+def add_question(
+    record: ThreadRecord | None, question: ThreadQuestion, journal: list[JournalEntry]
+) -> ThreadRecord:
+    """``record`` with ``question`` and its blocks (outputs as digests) added; past
+    :data:`MAX_RECORD_QUESTIONS` or :data:`MAX_RECORD_CHARS` it is ``full`` and not added."""
+    record = record or ThreadRecord(questions=[], chars=0, full=False)
+    entries = [compacted(e) for e in journal]
+    chars = len(question["query"]) + sum(entry_chars(e) for e in entries)
+    too_many = len(record["questions"]) >= MAX_RECORD_QUESTIONS
+    if record["full"] or too_many or record["chars"] + chars > MAX_RECORD_CHARS:
+        return {**record, "full": True}
+    added = ThreadQuestion(
+        query=question["query"],
+        payload=question["payload"],
+        number=question["number"],
+        journal=entries,
+    )
+    return ThreadRecord(
+        questions=[*record["questions"], added], chars=record["chars"] + chars, full=False
+    )
+
+
+def _with_turns(
+    first: str, turns: list[dict[str, str]], kept: str, record: ThreadRecord | None = None
+) -> str:
+    if not turns:
+        return first
+    recorded = len(record["questions"]) if record else 0
+    return f"{turns_text(turns, kept, recorded)}\n\n{first}"
 
 
 def thread_of(config: RunnableConfig, has_checkpointer: bool, depth: int, ttl: float) -> str | None:
@@ -219,13 +307,26 @@ def setup_code(query: str, payload: Any, number: int | None) -> str:
     return "\n".join(lines)
 
 
-def turns_text(turns: list[dict[str, str]], kept: bool) -> str:
-    """The follow-up's note on the earlier questions on its thread."""
+def turns_text(turns: list[dict[str, str]], kept: str | bool, recorded: int = 0) -> str:
+    """The follow-up's note on the earlier questions on its thread. ``kept``: "kept" (the
+    parked sandbox), "rebuilt" (replayed from the record), "partly" (the record is full: only
+    its first ``recorded`` questions replayed) or "lost"."""
     lines = ["This is a follow-up question. Earlier on this thread (oldest first):"]
     for i, turn in enumerate(turns, 1):
         lines.append(f"{i}. Q: {turn['query']}\n   A: {turn['answer']}")
-    if kept:
+    if kept in ("kept", True):
         lines.append("Your REPL variables from those questions are still defined.")
+    elif kept in ("rebuilt", "partly"):
+        lines.append(
+            "Your REPL variables from those questions are kept: the REPL is rebuilt by "
+            "re-running their code, with their sub-calls answered from the record (if a block "
+            "prints something different this time, your next observation says which)."
+        )
+        if kept == "partly":
+            lines.append(
+                f"Only the first {recorded} questions of this thread are recorded (its record "
+                "is full): variables set by later ones are lost."
+            )
     else:
         lines.append("The REPL was restarted since: variables from those questions are lost.")
     return "\n".join(lines)
@@ -238,11 +339,14 @@ def add_turn(turns: list[dict[str, str]], query: str, answer: str) -> list[dict[
 
 
 __all__ = [
+    "MAX_RECORD_CHARS",
+    "MAX_RECORD_QUESTIONS",
     "FollowUp",
     "FollowUps",
     "HandlerBinding",
     "Session",
     "ThreadSessions",
+    "add_question",
     "add_turn",
     "literal",
     "setup_code",

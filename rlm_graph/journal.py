@@ -96,25 +96,66 @@ def entry_of(iteration: int, index: int, code: str, outcome: BlockOutcome, calls
     )
 
 
+def digest(text: str) -> str:
+    """A short digest of a block's output (what a thread's record keeps of it)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def compacted(entry: JournalEntry) -> JournalEntry:
+    """``entry`` with its output replaced by its digest (for a thread's record)."""
+    if "output_hash" in entry:
+        return entry
+    return {**entry, "output": "", "output_hash": digest(entry["output"])}
+
+
+def entry_chars(entry: JournalEntry) -> int:
+    """Roughly what ``entry`` adds to a checkpoint, in characters."""
+    calls = sum(len(k) + sum(len(a) for a in v) for k, v in entry["calls"].items())
+    return len(entry["code"]) + len(entry["output"]) + len(entry["error"] or "") + calls + 64
+
+
+def _same(entry: JournalEntry, outcome: BlockOutcome) -> bool:
+    if (outcome.error is None) != (entry["error"] is None):
+        return False
+    if "output_hash" in entry:
+        return digest(outcome.output) == entry["output_hash"]
+    return outcome.output == entry["output"]
+
+
+def replay_blocks(
+    executor: Executor, handlers: RecordingHandlers, journal: list[JournalEntry], where: str = ""
+) -> Generator[RunBlock, Any, list[str]]:
+    """Run the journal's blocks again (sub-calls answered from the record); the blocks that
+    diverged, each named ``<where>iteration I, block B``."""
+    diverged = []
+    for entry in journal:
+        handlers.begin_block(replay=entry["calls"])
+        outcome = yield RunBlock(executor, entry["code"], traced=False)
+        if not _same(entry, outcome) or handlers.missed:
+            diverged.append(f"{where}iteration {entry['iteration']}, block {entry['index'] + 1}")
+    handlers.begin_block(None)
+    return diverged
+
+
+def divergence_note(diverged: list[str], thread: bool = False) -> str | None:
+    """The note for the model naming the replayed blocks that diverged, or None."""
+    if not diverged:
+        return None
+    what = (
+        "this thread's REPL was rebuilt by re-running the code of its earlier questions"
+        if thread
+        else "this run was resumed and its REPL rebuilt by re-running the earlier code"
+    )
+    return (
+        f"Note: {what}; these blocks printed something different this time: "
+        f"{'; '.join(diverged)}. "
+        "Variables they set may differ from before: check before relying on them."
+    )
+
+
 def replay(
     executor: Executor, handlers: RecordingHandlers, journal: list[JournalEntry]
 ) -> Generator[RunBlock, Any, str | None]:
     """Run the journal's blocks again in a fresh executor (sub-calls answered from the record).
     Returns the note for the model naming the blocks that diverged, or None."""
-    diverged = []
-    for entry in journal:
-        handlers.begin_block(replay=entry["calls"])
-        outcome = yield RunBlock(executor, entry["code"], traced=False)
-        same = outcome.output == entry["output"] and (outcome.error is None) == (
-            entry["error"] is None
-        )
-        if not same or handlers.missed:
-            diverged.append(f"iteration {entry['iteration']}, block {entry['index'] + 1}")
-    handlers.begin_block(None)
-    if not diverged:
-        return None
-    return (
-        "Note: this run was resumed and its REPL rebuilt by re-running the earlier code; "
-        f"these blocks printed something different this time: {'; '.join(diverged)}. "
-        "Variables they set may differ from before: check before relying on them."
-    )
+    return divergence_note((yield from replay_blocks(executor, handlers, journal)))

@@ -130,9 +130,9 @@ class Loop:
         run_id = (config.get("configurable") or {}).get("rlm_run_id") or new_id()
         payload, ref = yield from input_payload(state, self.payloads)
         run = self.runs.open(run_id, config, ctx)
-        follow = self.follow_ups.begin(run, as_given(state, payload), config, self.graph)
+        follow = self.follow_ups.begin(run, as_given(state, payload), config, self.graph, ref)
         # The payload leaves state here: later checkpoints and node spans carry only `ref`.
-        update: dict[str, Any] = {**(follow.update if follow else {}), **payload_left(state, ref)}
+        update: dict[str, Any] = {**follow.update, **payload_left(state, ref)}
         chars = payload_chars(payload)
         direct = goes_direct(ctx.strategy, chars, ctx.window_tokens or window_tokens(root_model))
         run.emit(
@@ -149,7 +149,7 @@ class Loop:
         sub_chars = self.models.sub_chars(ctx)
         system = system_for(run, ctx, compact, sub_chars, self.extras.prompt_args(run))
         # A small model's guessed answer is questioned once (the compact prompt's audience).
-        user = follow.user_prompt if follow else None
+        user = follow.user_prompt
         fresh = fresh_state(run.info.run_id, system, query, payload, user, check_answers=compact)
         return {**update, **fresh, **tree_spent(run)}
 

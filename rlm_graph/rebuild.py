@@ -2,7 +2,9 @@
 
 A fresh executor gets the payload from the store (off the event loop), the REPL helpers
 (``prelude``), then, when the run has a journal (a resume in a new process, or after the
-sandbox's TTL), the replay of every block run so far (:mod:`rlm_graph.journal`).
+sandbox's TTL), the replay of every block run so far (:mod:`rlm_graph.journal`). A follow-up
+on a thread (:mod:`rlm_graph.followups`) with no parked sandbox replays the thread's earlier
+questions first, from the thread's record, so their variables are there again.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from typing import Any
 
 from langgraph.errors import GraphBubbleUp
 
+from rlm_graph.events import preview
 from rlm_graph.executor import Executor, ExecutorFactory, ExecutorSpec
-from rlm_graph.followups import HandlerBinding
+from rlm_graph.followups import HandlerBinding, setup_code
 from rlm_graph.host_functions import HostFunctions
-from rlm_graph.journal import RecordingHandlers, replay
+from rlm_graph.journal import RecordingHandlers, divergence_note, replay, replay_blocks
 from rlm_graph.payload_store import Offload, Payloads
 from rlm_graph.runs import Run
-from rlm_graph.state import State
+from rlm_graph.state import PayloadRef, State, ThreadQuestion
 from rlm_graph.steps import RunBlock
 from rlm_graph.updates import output_chars
 
@@ -39,12 +42,13 @@ def executor_for(
     the tree's deadline (at least 1 s, so the block can report)."""
     note = state.get("replay_note")
     if run.executor is None:
-        ref = state.get("payload")
+        questions = thread_questions(state)
+        ref = questions[0]["payload"] if questions else state.get("payload")
         payload = (yield Offload(lambda: payloads.get(ref))) if ref else None
         run.binding = HandlerBinding(lambda r: _recorded(r, handlers(r)), run)
         spec = ExecutorSpec(
             payload=payload,
-            query=state["query"],
+            query=questions[0]["query"] if questions else state["query"],
             handlers=run.binding.handlers(),
             mode=run.ctx.sandbox,
             exec_timeout=run.ctx.exec_timeout,
@@ -56,12 +60,61 @@ def executor_for(
         run.executor = executor = factory(spec)
         # grep() and chunks() before the model's first block
         yield RunBlock(executor, prelude, traced=False)
-        if state.get("journal"):  # no live REPL: rebuild it from the record
+        if questions:  # a thread's question: its earlier questions first, then this run's blocks
+            note = yield from replay_thread(executor, run.handlers, questions, payloads)
+            run.setup = None  # this question's setup ran in the replay
+        elif state.get("journal"):  # no live REPL: rebuild it from the record
             note = yield from replay(executor, run.handlers, state["journal"])
     left = run.budget.remaining()["seconds"]
     if left is not None:
         run.executor.exec_timeout = min(run.ctx.exec_timeout, max(1.0, float(left)))
     return run.executor, note
+
+
+def thread_questions(state: State) -> list[ThreadQuestion] | None:
+    """The questions whose code rebuilds this follow-up thread's REPL, oldest first: the
+    thread's record, then the current question with the blocks this run has run so far.
+    None for a run with no thread (its own journal alone rebuilds it)."""
+    current = state.get("thread_question")
+    if not current:
+        return None
+    record = state.get("thread_record")
+    earlier = list(record["questions"]) if record else []
+    now = ThreadQuestion(
+        query=current["query"],
+        payload=current["payload"],
+        number=current["number"],
+        journal=list(state.get("journal") or []),
+    )
+    return [*earlier, now]
+
+
+def replay_thread(
+    executor: Executor,
+    handlers: RecordingHandlers,
+    questions: list[ThreadQuestion],
+    payloads: Payloads,
+) -> Generator[Any, Any, str | None]:
+    """Replay a thread into a fresh executor made with its first question's payload and query:
+    each later question's setup (its ``query``, its context as ``context_<n>`` and
+    ``context``, loaded from the store) and every question's blocks, sub-calls answered from
+    the record. The note naming the blocks that diverged, or None."""
+    diverged: list[str] = []
+    last = len(questions) - 1
+    for i, question in enumerate(questions):
+        if i > 0:
+            ref, value = question["payload"], None
+            if ref and question["number"] is not None:
+                value = yield _load(payloads, ref)
+            number = question["number"] if value is not None else None
+            yield RunBlock(executor, setup_code(question["query"], value, number), traced=False)
+        where = "" if i == last else f"the earlier question {preview(question['query'], 60)!r}, "
+        diverged += yield from replay_blocks(executor, handlers, question["journal"], where)
+    return divergence_note(diverged, thread=last > 0)
+
+
+def _load(payloads: Payloads, ref: PayloadRef) -> Offload:
+    return Offload(lambda: payloads.get(ref))
 
 
 def _recorded(run: Run, live: Mapping[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:

@@ -71,6 +71,30 @@ class JournalEntry(TypedDict):
     output: str
     error: str | None
     calls: dict[str, list[str]]
+    #: In a thread's record the output is kept as this digest only (``output`` is empty): it
+    #: serves to tell a diverged replay, and the record is carried by every checkpoint.
+    output_hash: NotRequired[str]
+
+
+class ThreadQuestion(TypedDict):
+    """One question of a follow-up thread, kept so a fresh sandbox can rebuild the thread's
+    REPL (see :mod:`rlm_graph.followups`): its query, the context it brought (a reference;
+    None for a follow-up without one), that context's number (``context_<number>``; 0 for the
+    thread's first question) and the blocks it ran."""
+
+    query: str
+    payload: PayloadRef | None
+    number: int | None
+    journal: list[JournalEntry]
+
+
+class ThreadRecord(TypedDict):
+    """A thread's finished questions, for its REPL's rebuild; ``full`` once the cap was hit
+    (later questions are not recorded, their variables are not rebuilt)."""
+
+    questions: list[ThreadQuestion]
+    chars: int
+    full: bool
 
 
 class TreeSpent(TypedDict):
@@ -147,6 +171,10 @@ class State(InputState, OutputState):
     #: Earlier questions and answers on this thread, and contexts numbered so far (follow-ups).
     thread_turns: list[dict[str, str]]
     thread_contexts: int
+    #: The thread's finished questions (payload references and journals), and the current
+    #: one: what rebuilds the thread's REPL where its sandbox is gone (a restart, a TTL).
+    thread_record: NotRequired[ThreadRecord | None]
+    thread_question: NotRequired[ThreadQuestion | None]
     code_blocks: list[str]
     #: A Final Answer written in a reply that also had code: a guess, rejected (see nodes).
     premature_answer: str | None
