@@ -8,6 +8,9 @@ Public API (imported lazily so ``import rlm_graph`` and the sandbox worker stay 
 - :class:`InputError` — the ``ValueError`` raised for unusable graph input.
 - :func:`open_runs` / :func:`close_runs` — the live runs (sandboxes) of a graph.
 - :func:`as_tool` — a graph as a LangChain tool returning only its answer.
+- :func:`delete_threads` / :func:`prune_threads` — delete threads (by id, or idle for a while)
+  with every payload no remaining thread references; :func:`release_payloads` for threads
+  whose checkpoints were deleted elsewhere.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
     from rlm_graph.inputs import InputError
     from rlm_graph.live_runs import close_runs, open_runs
     from rlm_graph.models import resolve_model
+    from rlm_graph.payload_gc import delete_threads, prune_threads, release_payloads
 
 _LAZY = {
     "build_graph": "rlm_graph.graph",
@@ -33,6 +37,9 @@ _LAZY = {
     "open_runs": "rlm_graph.live_runs",
     "close_runs": "rlm_graph.live_runs",
     "as_tool": "rlm_graph.agent_tool",
+    "delete_threads": "rlm_graph.payload_gc",
+    "prune_threads": "rlm_graph.payload_gc",
+    "release_payloads": "rlm_graph.payload_gc",
 }
 
 __all__ = [
@@ -42,7 +49,10 @@ __all__ = [
     "as_tool",
     "build_graph",
     "close_runs",
+    "delete_threads",
     "open_runs",
+    "prune_threads",
+    "release_payloads",
     "resolve_model",
 ]
 

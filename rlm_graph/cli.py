@@ -79,7 +79,8 @@ def _build_parser() -> argparse.ArgumentParser:
         description=(
             "Answer QUERY with a Recursive Language Model: the input lives in a sandboxed "
             "Python REPL as `context`, the model writes code to inspect it and can recurse "
-            "with rlm_query. Subcommands: `rlm-graph demo --help`, `rlm-graph view --help`."
+            "with rlm_query. Subcommands: `rlm-graph demo --help`, `rlm-graph view --help`, "
+            "`rlm-graph resume ID`, `rlm-graph threads --help` (list, --delete, --prune)."
         ),
         epilog="Reads .env from the current directory. Exit codes: 0 answered, 2 bad usage or "
         "input (checked before any model call), 1 the run failed.",
@@ -253,12 +254,22 @@ def _book(cls: Any) -> Any:
 
 
 def _threads_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Resume or list the runs kept in $XDG_STATE_HOME/rlm-graph.")
+    from rlm_graph.cli_threads import add_arguments
+
+    p = _Parser(
+        prog=PROG, description="Resume, list or delete the runs kept in $XDG_STATE_HOME/rlm-graph."
+    )
     sub = p.add_subparsers(dest="command", required=True)
     resume = sub.add_parser("resume", help="continue a stopped or paused thread")
     resume.add_argument("thread", metavar="ID", help="the thread id (see `rlm-graph threads`)")
     _add_output_flags(resume)
-    sub.add_parser("threads", help="list the threads: id, status, started, query, answer")
+    threads = sub.add_parser(
+        "threads",
+        help="list the threads (id, status, started, query, answer), or delete some",
+        description="List the threads: id, status, started, query, answer. --delete and "
+        "--prune delete threads with every payload no remaining thread holds.",
+    )
+    add_arguments(threads)
     return p
 
 
@@ -278,20 +289,20 @@ def _resume(args: argparse.Namespace) -> int:
         print(f"{PROG}: thread {info.thread_id} is done; its answer:", file=sys.stderr)
         print(status["answer"])
         return 0
-    return _stream(args, graph, models, info.settings, None, config)
+    import shlex
 
+    from rlm_graph.payload_store import PayloadMissing
 
-def _list_threads() -> int:
-    """``rlm-graph threads``: every thread with its status, query and answer."""
-    from rlm_graph import build_graph
-    from rlm_graph.threads import ThreadBook, format_threads, status_of
-
-    book = _book(ThreadBook)
-    reader = build_graph(checkpointer=book.checkpointer())  # reads state; models never resolved
-    rows = [{**status_of(reader, i.thread_id), "created": i.created, "query": i.query}
-            for i in book.all()]  # fmt: skip
-    print(format_threads(rows))
-    return 0
+    try:
+        return _stream(args, graph, models, info.settings, None, config)
+    except PayloadMissing:
+        again = f"{PROG} {shlex.quote(info.query)} [--context-file PATH]"
+        _err(
+            f"thread {info.thread_id} cannot continue: its input is no longer stored (deleted "
+            f"or expired); ask again: {again}, and delete this one: "
+            f"{PROG} threads --delete {info.thread_id}"
+        )
+        return 1
 
 
 def _graph(models: Any, settings: dict[str, Any], checkpointer: Any) -> Any:
@@ -454,7 +465,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args_list and args_list[0] in ("resume", "threads"):
             args = _threads_parser().parse_args(args_list)
             with _exit.interrupt_stops_work():
-                return _resume(args) if args.command == "resume" else _list_threads()
+                if args.command == "resume":
+                    return _resume(args)
+                from rlm_graph.cli_threads import threads_command
+
+                return threads_command(args)
         args = _build_parser().parse_args(args_list)
         with _exit.interrupt_stops_work():
             return _run(args)

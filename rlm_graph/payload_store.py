@@ -10,6 +10,10 @@ long as a run uses it (a resume in another process then needs a store: the error
 
 Checkpoints and node spans see only the reference (hash, type, size); the input can be a
 reference too (``context_file`` or ``context_ref``), so the root span need not carry it.
+
+Which threads hold a payload: each put in a thread first writes a small reference record,
+namespace ``("rlm_graph", "payload_refs", <hash>)``, key the thread id. Deleting a thread
+(:mod:`rlm_graph.payload_gc`) drops its records and deletes a payload once none is left.
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ import hashlib
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from langgraph.config import get_config
 from langgraph.store.base import BaseStore
 from langgraph.store.memory import InMemoryStore
 
@@ -32,6 +38,13 @@ from rlm_graph.inputs import InputError, validate_input
 from rlm_graph.state import PayloadRef
 
 NAMESPACE = ("rlm_graph", "payloads")
+#: Prefix of the reference records: ``REFS + (hash,)``, one item per thread that holds it.
+REFS = ("rlm_graph", "payload_refs")
+#: Collections in progress: ``COLLECTING + (hash,)``, one item per collector. A reader that
+#: misses the payload waits them out.
+COLLECTING = ("rlm_graph", "collecting")
+#: A marker older than this is a collector that died: readers stop waiting for it.
+COLLECT_WAIT = 30.0
 
 
 class PayloadMissing(LookupError):
@@ -77,6 +90,12 @@ class Payloads:
         ref = PayloadRef(hash=content_hash(value), type=payload_type(value), chars=0)
         ref["chars"] = payload_chars(value)
         store, persistent = self._store()
+        thread = _thread_id() if persistent else None
+        if thread is not None:
+            # The reference before the check below: a concurrent collection either sees it and
+            # keeps the payload, or deleted the payload first and the check puts it back.
+            record = {"thread_id": thread, "at": time.time()}
+            store.put((*REFS, ref["hash"]), thread, record, index=False)
         if store.get(NAMESPACE, ref["hash"]) is None:
             store.put(NAMESPACE, ref["hash"], {"type": ref["type"], "data": value}, index=False)
         if not persistent:
@@ -88,10 +107,17 @@ class Payloads:
         """The payload a reference names; :class:`PayloadMissing` if no store has it."""
         store, persistent = self._store()
         item = store.get(NAMESPACE, ref["hash"])
-        if item is None:
-            where = "the graph's store" if persistent else "this process"
+        if item is None and persistent:
+            item = _after_collection(store, ref["hash"])
+        if item is None and persistent:
             raise PayloadMissing(
-                f"payload {ref['hash'][:19]} is not in {where}; to resume a run in another "
+                f"the input of thread {_thread_id() or '?'} (payload {ref['hash'][:19]}) is no "
+                "longer in the graph's store: it was deleted or expired; the thread cannot "
+                "continue, run its question again"
+            )
+        if item is None:
+            raise PayloadMissing(
+                f"payload {ref['hash'][:19]} is not in this process; to resume a run in another "
                 "process, build the graph with a persistent store (store=..., or a "
                 "SQLite/Postgres checkpointer, from which build_graph derives one)"
             )
@@ -111,6 +137,26 @@ class Payloads:
                 return
             del self._holders[ref["hash"]]
         self._memory.delete(NAMESPACE, ref["hash"])
+
+
+def _after_collection(store: BaseStore, digest: str) -> Any:
+    """The payload once a collection of it in progress is over (it puts back a payload that a
+    thread came to reference meanwhile), or None."""
+    while True:
+        marks = store.search((*COLLECTING, digest), limit=10)
+        if all(time.time() - float(m.value.get("at", 0)) > COLLECT_WAIT for m in marks):
+            return store.get(NAMESPACE, digest)
+        time.sleep(0.05)
+
+
+def _thread_id() -> str | None:
+    """The thread the calling node runs in (None outside a run or without a thread id)."""
+    try:
+        configurable = get_config().get("configurable") or {}
+    except RuntimeError:
+        return None
+    thread = configurable.get("thread_id")
+    return None if thread is None else str(thread)
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,30 @@ class ThreadBook:
         rows = self.conn.execute("SELECT * FROM rlm_cli_threads ORDER BY created DESC").fetchall()
         return [_info(r) for r in rows]
 
+    def forget(self, thread_ids: list[str]) -> None:
+        """Drop what ``thread_ids`` were started with (their checkpoints are deleted first)."""
+        self.conn.executemany(
+            "DELETE FROM rlm_cli_threads WHERE thread_id = ?", [(t,) for t in thread_ids]
+        )
+        self.conn.commit()
+
+    def size(self) -> int:
+        """Bytes on disk: the database file and its write-ahead log."""
+        wal = self.path.with_name(self.path.name + "-wal")
+        return sum(p.stat().st_size for p in (self.path, wal) if p.exists())
+
+    def vacuum(self) -> str | None:
+        """Give the space of deleted rows back to the file system; None, or why not now."""
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=2.0)
+        try:
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.OperationalError as exc:
+            return str(exc)
+        finally:
+            conn.close()
+        return None
+
     def close(self) -> None:
         """Close the database."""
         self.conn.close()

@@ -9,7 +9,7 @@ import re
 
 from langchain_core.messages import BaseMessage
 
-from tests.fakes import FakeChatModel, code, final, last_text, turn
+from tests.fakes import FakeChatModel, code, depth, final, last_text, turn
 
 
 def model() -> FakeChatModel:
@@ -37,6 +37,20 @@ def printing_model() -> FakeChatModel:
         if turn(messages) == 0:
             return code("print(41)")
         seen = re.search(r"Observation:\n(.*)", last_text(messages))
+        return final(seen.group(1) if seen else "nothing")
+
+    return FakeChatModel(respond=respond)
+
+
+def delegating_model() -> FakeChatModel:
+    """The root hands the first 700 characters of its context to a child, which measures it."""
+
+    def respond(messages: list[BaseMessage]) -> str:
+        if depth(messages) == 0:
+            return code("final_answer(rlm_query('Measure it.', context[:700]))")
+        if turn(messages) == 0:
+            return code("print(len(context))")
+        seen = re.search(r"Observation:\n(\S+)", last_text(messages))
         return final(seen.group(1) if seen else "nothing")
 
     return FakeChatModel(respond=respond)

@@ -107,7 +107,8 @@ def test_sigkill_then_rlm_graph_resume_continues_with_the_repl(tmp_path: Path) -
     assert '"answer": "11"' in resumed.stdout  # block 3 read x, set by block 1 before the kill
     assert len(calls.read_text().splitlines()) == 3  # as many calls as an uninterrupted run
     conn = sqlite3.connect(_threads_db())
-    assert conn.execute("SELECT count(*) FROM store").fetchone() == (1,)
+    payloads = conn.execute("SELECT count(*) FROM store WHERE prefix = 'rlm_graph.payloads'")
+    assert payloads.fetchone() == (1,)
 
 
 @pytest.mark.parametrize(
