@@ -6,10 +6,34 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
 
 from langchain_core.messages import BaseMessage
 
 from tests.fakes import FakeChatModel, code, depth, final, last_text, turn
+
+
+def kill_in_sleeping_block(proc: subprocess.Popen[Any], calls: Path) -> None:
+    """SIGKILL a CLI run of :func:`model` once its 2nd reply (the sleeping block) was made,
+    asserting it was still running; the process is reaped either way."""
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if calls.exists() and len(calls.read_text().splitlines()) >= 2:
+                break
+            time.sleep(0.1)
+        time.sleep(1.0)  # inside the sleeping block
+        assert proc.poll() is None
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def model() -> FakeChatModel:

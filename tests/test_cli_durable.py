@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.cli_durable_models import kill_in_sleeping_block
 from tests.test_cli import ROOT, SCRIPT, _env, run
 
 MODEL = "tests.cli_durable_models:model"
@@ -85,20 +84,7 @@ def test_sigkill_then_rlm_graph_resume_continues_with_the_repl(tmp_path: Path) -
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # the 2nd reply (the sleeping block) was made
-            if calls.exists() and len(calls.read_text().splitlines()) >= 2:
-                break
-            time.sleep(0.1)
-        time.sleep(1.0)
-        assert proc.poll() is None
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    kill_in_sleeping_block(proc, calls)
     listed = run("threads")
     assert re.search(r"^crash1\s+stopped", listed.stdout, re.M), listed.stdout
     sleep.write_text("0")

@@ -5,12 +5,12 @@ payload is gone is a one-line error. Real CLI processes on a real SQLite file.""
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
 import subprocess
 import time
 from pathlib import Path
 
+from tests.cli_durable_models import kill_in_sleeping_block
 from tests.test_cli import ROOT, SCRIPT, _env, run
 
 MODEL = "tests.cli_durable_models:model"
@@ -119,20 +119,7 @@ def _killed_mid_run(tmp_path: Path, thread: str) -> dict[str, str]:
             "--thread", thread]  # fmt: skip
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # the 2nd reply (the sleeping block) was made
-            if calls.exists() and len(calls.read_text().splitlines()) >= 2:
-                break
-            time.sleep(0.1)
-        time.sleep(1.0)
-        assert proc.poll() is None
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    kill_in_sleeping_block(proc, calls)
     sleep.write_text("0")
     return {"CALL_LOG": str(calls), "SLEEP_FILE": str(sleep)}
 
