@@ -46,6 +46,9 @@ class Executor(Protocol):
 class ExecutorSpec:
     """Everything an executor for one run needs."""
 
+    #: The payload's value; for the default factory (:func:`streams_payload`), a stored
+    #: payload comes as a :class:`rlm_graph.sandbox.payload.PayloadStream` over its parts,
+    #: streamed into the sandbox so the host never holds all of it.
     payload: Any
     query: str
     #: Host functions callable from code: ``llm_query(prompt)``, ``rlm_query(query, context)``.
@@ -90,3 +93,9 @@ def sandbox_executor(spec: ExecutorSpec) -> Executor:
         *spec.passthrough_exceptions,
     )
     return sandbox
+
+
+def streams_payload(factory: ExecutorFactory) -> bool:
+    """Whether ``factory`` takes a stored payload as a stream (the sandbox does; any other
+    executor gets the value, read off the event loop)."""
+    return factory is sandbox_executor

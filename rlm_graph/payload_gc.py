@@ -33,6 +33,7 @@ from typing import Any
 from langgraph.store.base import BaseStore
 
 from rlm_graph.describe import payload_chars
+from rlm_graph.payload_parts import delete_parts, is_parts
 from rlm_graph.payload_store import COLLECTING, NAMESPACE, REFS
 
 __all__ = ["Collected", "delete_threads", "prune_threads", "release_payloads"]
@@ -167,6 +168,10 @@ def _collect(store: BaseStore, digest: str) -> int | None:
         if _referenced(store, digest):  # a run stored it meanwhile and may have seen it present
             store.put(NAMESPACE, digest, item.value, index=False)
             return None
-        return payload_chars(item.value.get("data"))
+        if not is_parts(item.value):
+            return payload_chars(item.value.get("data"))
+        # This write's generation only: a run storing it again meanwhile wrote its own parts.
+        delete_parts(store, digest, item.value)
+        return int(item.value.get("size", 0))
     finally:
         store.delete((*COLLECTING, digest), mark)

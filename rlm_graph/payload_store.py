@@ -35,6 +35,7 @@ from langgraph.store.memory import InMemoryStore
 
 from rlm_graph.describe import payload_chars, payload_type
 from rlm_graph.inputs import InputError, validate_input
+from rlm_graph.payload_parts import PartMissing, StoredPayload, is_parts, read_value, write_parts
 from rlm_graph.state import PayloadRef
 
 NAMESPACE = ("rlm_graph", "payloads")
@@ -97,7 +98,11 @@ class Payloads:
             record = {"thread_id": thread, "at": time.time()}
             store.put((*REFS, ref["hash"]), thread, record, index=False)
         if store.get(NAMESPACE, ref["hash"]) is None:
-            store.put(NAMESPACE, ref["hash"], {"type": ref["type"], "data": value}, index=False)
+            if persistent:  # in parts, so the sandbox can stream it back (payload_parts)
+                head = write_parts(store, ref["hash"], value, ref["type"], ref["chars"])
+            else:  # the graph's own memory: the value itself, sent from its own storage
+                head = {"type": ref["type"], "data": value}
+            store.put(NAMESPACE, ref["hash"], head, index=False)
         if not persistent:
             with self._lock:
                 self._holders[ref["hash"]] = self._holders.get(ref["hash"], 0) + 1
@@ -105,6 +110,21 @@ class Payloads:
 
     def get(self, ref: PayloadRef) -> Any:
         """The payload a reference names; :class:`PayloadMissing` if no store has it."""
+        store, head = self._head(ref)
+        if not is_parts(head):
+            return head["data"]
+        try:
+            return read_value(store, ref["hash"], head)
+        except PartMissing as exc:
+            raise PayloadMissing(f"{exc}; run the question again") from None
+
+    def source(self, ref: PayloadRef) -> Any:
+        """What the sandbox loads for ``ref``: a :class:`StoredPayload` streaming the parts of a
+        stored payload (the host never holds all of it), else the value itself."""
+        store, head = self._head(ref)
+        return StoredPayload(store, ref["hash"], head) if is_parts(head) else head["data"]
+
+    def _head(self, ref: PayloadRef) -> tuple[BaseStore, dict]:
         store, persistent = self._store()
         item = store.get(NAMESPACE, ref["hash"])
         if item is None and persistent:
@@ -121,7 +141,7 @@ class Payloads:
                 "process, build the graph with a persistent store (store=..., or a "
                 "SQLite/Postgres checkpointer, from which build_graph derives one)"
             )
-        return item.value["data"]
+        return store, item.value
 
     def release(self, ref: PayloadRef | None) -> None:
         """A run is done with ``ref``: an in-memory copy no run holds any more is dropped.

@@ -15,7 +15,7 @@ from typing import Any
 from langgraph.errors import GraphBubbleUp
 
 from rlm_graph.events import preview
-from rlm_graph.executor import Executor, ExecutorFactory, ExecutorSpec
+from rlm_graph.executor import Executor, ExecutorFactory, ExecutorSpec, streams_payload
 from rlm_graph.followups import HandlerBinding, setup_code
 from rlm_graph.host_functions import HostFunctions
 from rlm_graph.journal import RecordingHandlers, divergence_note, replay, replay_blocks
@@ -44,7 +44,9 @@ def executor_for(
     if run.executor is None:
         questions = thread_questions(state)
         ref = questions[0]["payload"] if questions else state.get("payload")
-        payload = (yield Offload(lambda: payloads.get(ref))) if ref else None
+        # A stored payload is streamed into the sandbox part by part, not read whole here.
+        load = payloads.source if streams_payload(factory) else payloads.get
+        payload = (yield Offload(lambda: load(ref))) if ref else None
         run.binding = HandlerBinding(lambda r: _recorded(r, handlers(r)), run)
         spec = ExecutorSpec(
             payload=payload,

@@ -5,6 +5,9 @@ the zygote can create an empty ``str`` of the right kind and receive the bytes s
 no decoding, no file, no second copy on either side. Measured faster than a file + ``mmap``
 decode here because fresh pages are expensive on this kind of VM and the file costs a second set.
 JSON-like values are streamed as JSON text.
+
+A :class:`PayloadStream` is a payload read piece by piece from where it is stored (the graph's
+store), so the host never holds the whole of it: each piece is encoded and sent, then dropped.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import json
 import socket
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from .child import frames
@@ -24,8 +28,39 @@ _ASCII_HEADER = sys.getsizeof("") - 1
 _COMPACT_HEADER = sys.getsizeof("\xe9") - 2
 
 
+class PayloadStream:
+    """A payload the sandbox reads in pieces each time it starts a zygote, instead of a value.
+
+    Subclasses give ``kind``: the canonical CPython kind of the whole ``str`` (``ascii``,
+    ``latin1``, ``ucs2`` or ``ucs4``, as :func:`canonical_kind` computes it), or ``json`` for
+    any other JSON-like value; ``chars``: the ``str``'s length (0 for ``json``); and
+    :meth:`pieces`, the text in order (the characters, or the JSON text). A stream whose pieces
+    do not add up to ``chars``, or hold a character its kind cannot store, fails the start with
+    :class:`PayloadError` rather than loading something else.
+    """
+
+    kind: str = "json"
+    chars: int = 0
+
+    def pieces(self) -> Iterator[str]:
+        """The payload's text, piece by piece; read afresh on every call."""
+        raise NotImplementedError
+
+
+def canonical_kind(text: str) -> str:
+    """The kind CPython gives a ``str`` with exactly these characters (by its largest one)."""
+    if text.isascii():
+        return "ascii"
+    top = ord(max(text))
+    return "latin1" if top < 0x100 else "ucs2" if top < 0x10000 else "ucs4"
+
+
 def check_payload(value: Any) -> None:
     """Refuse a payload the zygote cannot load, naming the first unsupported type in it."""
+    if isinstance(value, PayloadStream):
+        if value.kind != "json" and value.kind not in STR_KINDS:
+            raise PayloadError(f"unknown payload stream kind {value.kind!r}")
+        return
     bad = first_unsupported(value)
     if bad is not None:
         raise PayloadError(f"unsupported payload type {bad!r}; accepted types: {ACCEPTED}")
@@ -48,6 +83,9 @@ def send_payload(value: Any, sock: socket.socket) -> None:
     truncated stream and fails; the caller discards it).
     """
     check_payload(value)
+    if isinstance(value, PayloadStream):
+        _send_stream(value, sock)
+        return
     if isinstance(value, str):
         kind = str_kind(value)
         if kind in STR_KINDS:
@@ -83,6 +121,34 @@ def send_payload(value: Any, sock: socket.socket) -> None:
             f"payload cannot be sent as JSON ({exc}); accepted: {ACCEPTED}"
         ) from None
     sock.sendall("".join(batch).encode("utf-8", "surrogatepass"))
+
+
+def _send_stream(stream: PayloadStream, sock: socket.socket) -> None:
+    """Send a stream's pieces one at a time: the host holds one encoded piece, never the whole."""
+    if stream.kind == "json":
+        sock.sendall(frames.encode({"kind": "json"}))
+        for piece in stream.pieces():
+            sock.sendall(piece.encode("utf-8", "surrogatepass"))
+        return
+    width, _max_char, codec = STR_KINDS[stream.kind]
+    total = int(stream.chars)
+    sock.sendall(frames.encode({"kind": stream.kind, "chars": total, "nbytes": total * width}))
+    sent = 0
+    for piece in stream.pieces():
+        if sent + len(piece) > total:
+            raise PayloadError(f"the stored payload is longer than its {total} characters")
+        try:
+            data = piece.encode(codec, "surrogatepass")
+        except UnicodeEncodeError:
+            data = b""
+        if len(data) != len(piece) * width:  # utf-16 would pair a character above U+FFFF
+            raise PayloadError(
+                f"the stored payload holds a character its kind {stream.kind!r} cannot store"
+            )
+        sock.sendall(data)
+        sent += len(piece)
+    if sent != total:
+        raise PayloadError(f"the stored payload has {sent} of its {total} characters")
 
 
 def _storage(text: str, kind: str) -> memoryview | None:

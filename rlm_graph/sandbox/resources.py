@@ -20,7 +20,7 @@ from .cgroup import MemoryCgroup, PidsCgroup, entries_of_dead_hosts
 from .channel import WorkerHandle
 from .child.frames import BadFrame
 from .control import CHILD_DIR, ENTRY_SCRIPT
-from .errors import PayloadError, SandboxError
+from .errors import SandboxError
 from .payload import check_payload, send_payload
 from .zygote import ZygoteDied, ZygoteHandle, describe_wait_status
 
@@ -92,11 +92,11 @@ class Resources:
             try:
                 with data:
                     send_payload(context, data)
-            except PayloadError:
-                self.stop_zygote()
-                raise
             except OSError:
                 pass  # the zygote died while loading: wait_ready reports why
+            except BaseException:  # a bad payload, or a stream whose store failed mid-way
+                self.stop_zygote()
+                raise
             zygote.wait_ready(timeout)
             if memory_limit_mb is None:
                 self.address_space_bytes = 1024 * _MIB + 3 * zygote.payload_bytes
