@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from langgraph.store.base import BaseStore
+from langgraph.store.base import BaseStore, PutOp
 
 from rlm_graph.sandbox.payload import PayloadStream, canonical_kind
 
@@ -27,6 +27,8 @@ PARTS = ("rlm_graph", "payload_parts")
 #: Characters per part. The store decodes each row with orjson, whose transient buffers are
 #: about 14x the row (measured with tracemalloc): 1M characters keeps that near 15 MB.
 PART_CHARS = 1 << 20
+#: Parts written per store call (one transaction each in SQLite and Postgres).
+PUTS_PER_BATCH = 8
 
 
 class PartMissing(LookupError):
@@ -41,9 +43,15 @@ def write_parts(store: BaseStore, digest: str, value: Any, type_name: str, size:
         kind, chars, texts = canonical_kind(value), len(value), _slices(value)
     else:
         kind, chars, texts = "json", 0, _json_slices(value)
-    count = 0
-    for count, text in enumerate(texts, start=1):
-        store.put((*PARTS, digest, generation), _key(count - 1), {"text": text}, index=False)
+    namespace, count, batch = (*PARTS, digest, generation), 0, []
+    for text in texts:
+        batch.append(PutOp(namespace, _key(count), {"text": text}, index=False))
+        count += 1
+        if len(batch) == PUTS_PER_BATCH:  # one transaction per batch, not per part
+            store.batch(batch)
+            batch = []
+    if batch:
+        store.batch(batch)
     return {
         "type": type_name,
         "layout": "parts",
