@@ -15,7 +15,9 @@ being collected, reads the payload, deletes it, then looks for references again;
 appeared meanwhile makes it put the payload back before it removes the mark. A run that found
 the payload present just before the delete and reads it during the collection waits for the
 mark to go; a run that looked after the delete stores the payload itself. Either way a thread
-that holds a reference finds its payload.
+that holds a reference finds its payload. Two collections of the same payload (two threads
+that shared it, deleted at once) take turns, oldest mark first, so one never deletes the parts
+the other is putting a head back for.
 
 Works with any ``BaseStore`` (SQLite, Postgres, the LangGraph server's) and any synchronous
 checkpointer with ``delete_thread``.
@@ -34,7 +36,7 @@ from langgraph.store.base import BaseStore
 
 from rlm_graph.describe import payload_chars
 from rlm_graph.payload_parts import delete_parts, is_parts
-from rlm_graph.payload_store import COLLECTING, NAMESPACE, REFS
+from rlm_graph.payload_store import COLLECT_WAIT, COLLECTING, NAMESPACE, REFS
 
 __all__ = ["Collected", "delete_threads", "prune_threads", "release_payloads"]
 
@@ -159,8 +161,10 @@ def _collect(store: BaseStore, digest: str) -> int | None:
     if _referenced(store, digest):
         return None
     mark = uuid.uuid4().hex  # its own key: another collector's end does not remove it
-    store.put((*COLLECTING, digest), mark, {"at": time.time()}, index=False)
+    at = time.time()
+    store.put((*COLLECTING, digest), mark, {"at": at}, index=False)
     try:
+        _wait_turn(store, digest, (at, mark))
         item = store.get(NAMESPACE, digest)
         if item is None:
             return None
@@ -175,3 +179,22 @@ def _collect(store: BaseStore, digest: str) -> int | None:
         return int(item.value.get("size", 0))
     finally:
         store.delete((*COLLECTING, digest), mark)
+
+
+def _wait_turn(store: BaseStore, digest: str, mine: tuple[float, str]) -> None:
+    """Wait until no live collection of ``digest`` began before this one (by time, then key).
+
+    One collector at a time per payload: two that read the same head would otherwise race, one
+    putting the head back (a reference appeared) while the other deletes the parts it names.
+    """
+    while True:
+        now = time.time()
+        older = [
+            m
+            for m in store.search((*COLLECTING, digest), limit=100)
+            if now - float(m.value.get("at", 0)) <= COLLECT_WAIT
+            and (float(m.value.get("at", 0)), m.key) < mine
+        ]
+        if not older:
+            return
+        time.sleep(0.02)

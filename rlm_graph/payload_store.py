@@ -48,6 +48,9 @@ COLLECTING = ("rlm_graph", "collecting")
 COLLECT_WAIT = 30.0
 
 
+_HASH_SLICE = 1 << 20
+
+
 class PayloadMissing(LookupError):
     """A referenced payload is in no store this process can read."""
 
@@ -55,8 +58,10 @@ class PayloadMissing(LookupError):
 def content_hash(value: Any) -> str:
     """sha256 of the payload (text as UTF-8; other values as canonical JSON)."""
     if isinstance(value, str):
-        data = value.encode("utf-8", "surrogatepass")
-        return "sha256:" + hashlib.sha256(b"s" + data).hexdigest()
+        digest = hashlib.sha256(b"s")
+        for start in range(0, len(value), _HASH_SLICE):  # no whole UTF-8 copy of a big text
+            digest.update(value[start : start + _HASH_SLICE].encode("utf-8", "surrogatepass"))
+        return "sha256:" + digest.hexdigest()
     text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(b"j" + text.encode("utf-8", "surrogatepass")).hexdigest()
 

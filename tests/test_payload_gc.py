@@ -171,3 +171,42 @@ def _put_in_thread(payloads: Payloads, thread: str, value: Any) -> Any:
 def test_a_graph_without_a_checkpointer_has_no_threads_to_delete() -> None:
     with pytest.raises(ValueError, match="no checkpointer"):
         delete_threads(build_graph(model=_measuring()), ["t"])
+
+
+class _PausingStore(InMemoryStore):
+    """Holds the first collector inside its delete of the payload's head until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first_delete = threading.Event()
+        self.release = threading.Event()
+        self._paused = False
+
+    def delete(self, namespace: tuple[str, ...], key: str) -> None:
+        if namespace == NAMESPACE and not self._paused:
+            self._paused = True
+            self.first_delete.set()
+            assert self.release.wait(30)
+        super().delete(namespace, key)
+
+
+def test_two_collections_of_one_payload_never_leave_a_head_without_its_parts() -> None:
+    # Two threads that held the same payload are deleted at once. The first collector is held
+    # in its delete while the second starts; then a run stores a reference. Run one at a time,
+    # the first puts the head back (a reference appeared) and the second keeps it too. Run
+    # together, the second would delete the parts the first then put a head back for.
+    store = _PausingStore()
+    payloads = Payloads(lambda: store)
+    ref = _put_in_thread(payloads, "a", "shared text " * 200_000)
+    store.delete((*REFS, ref["hash"]), "a")
+    first = threading.Thread(target=_collect, args=(store, ref["hash"]))
+    first.start()
+    assert store.first_delete.wait(30)
+    second = threading.Thread(target=_collect, args=(store, ref["hash"]))
+    second.start()
+    time.sleep(0.3)  # the second collector reaches its wait (or, unserialised, its delete)
+    store.put((*REFS, ref["hash"]), "racer", {"thread_id": "racer", "at": time.time()})
+    store.release.set()
+    first.join(30)
+    second.join(30)
+    assert payloads.get(ref) == "shared text " * 200_000

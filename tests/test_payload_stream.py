@@ -137,3 +137,17 @@ def test_a_graph_run_streams_from_its_store_and_deleting_the_thread_deletes_the_
     left = conn.execute("SELECT COUNT(*) FROM store WHERE prefix LIKE 'rlm_graph.%'").fetchone()
     assert left[0] == 0
     conn.close()
+
+
+def test_the_content_hash_of_a_text_is_the_sha256_of_its_utf8_in_one_piece(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import hashlib
+
+    from rlm_graph import payload_store
+
+    monkeypatch.setattr(payload_store, "_HASH_SLICE", 3)  # slices cut through every kind
+    text = "ab\xe9\u4e2d\U0001f600" * 7 + "end"
+    whole = "sha256:" + hashlib.sha256(b"s" + text.encode("utf-8")).hexdigest()
+    assert payload_store.content_hash(text) == whole
+    assert payload_store.content_hash("") == "sha256:" + hashlib.sha256(b"s").hexdigest()
