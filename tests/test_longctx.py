@@ -592,3 +592,29 @@ def test_plot_one_subplot_per_family(tmp_path: Path) -> None:
     ]  # fmt: skip
     plot(rows, tmp_path / "x.png")
     assert (tmp_path / "x.png").stat().st_size > 1000
+
+
+def test_the_strategy_of_the_rlm_system_is_chosen_and_recorded() -> None:
+    # 8k characters fit a 20k-token window: auto answers directly; rlm forced writes code;
+    # the direct system answers in one call whatever the size.
+    task = make_task("niah_single", 8_000, 2)
+
+    def respond(messages: list[Any]) -> str:
+        if "Read all of it" in str(messages[0].content):  # the direct strategy's prompt
+            return final(str(task.gold))
+        return solver(messages)
+
+    model = FakeChatModel(respond=respond, profile={"max_input_tokens": 20_000})
+    rows = {
+        label: next(run_suite([task], [system], model, Settings(strategy=strategy)))
+        for label, system, strategy in (
+            ("auto", "rlm", "auto"),
+            ("forced", "rlm", "rlm"),
+            ("direct", "direct", "auto"),
+        )
+    }
+    assert rows["auto"]["extra"]["direct"] and rows["direct"]["extra"]["direct"]
+    assert not rows["forced"]["extra"]["direct"] and rows["forced"]["extra"]["strategy"] == "rlm"
+    assert rows["direct"]["calls"] == 1 and rows["forced"]["calls"] == 2
+    assert {r["score"] for r in rows.values()} == {1.0}
+    assert rows["direct"]["system"] == "direct"

@@ -84,7 +84,7 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     r.add_argument("--model", required=True, help="model spec: local, groq/..., openai/..., ...")
-    r.add_argument("--systems", type=systems_arg, default="rlm,bare", help="rlm,bare,rlms")
+    r.add_argument("--systems", type=systems_arg, default="rlm,bare", help=",".join(SYSTEMS))
     r.add_argument("--families", type=families_arg, default="all", help="comma list, or all")
     r.add_argument("--sizes", type=sizes_arg, default=DEFAULT_SIZES, help="characters")
     r.add_argument("--split", choices=sorted(SPLITS), default="dev", help="declared seeds")
@@ -115,6 +115,12 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=d.answer_tokens,
         help="tokens kept free for the bare model's answer",
+    )
+    r.add_argument(
+        "--strategy",
+        choices=("auto", "rlm"),
+        default=d.strategy,
+        help="the rlm system's strategy: auto (direct when the input is small) or rlm forced",
     )
     r.add_argument(
         "--keep-messages",
@@ -163,6 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         window_tokens=args.window_tokens,
         answer_tokens=args.answer_tokens,
         keep_messages=args.keep_messages,
+        strategy=args.strategy,
     )
     seeds = args.seeds if args.seeds is not None else list(SPLITS[args.split])
     skip = done_keys(args.out) if args.resume else None

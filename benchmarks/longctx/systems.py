@@ -16,7 +16,9 @@ from langchain_core.language_models import BaseChatModel
 
 from benchmarks.longctx.tasks import Task
 
-SYSTEMS: tuple[str, ...] = ("rlm", "bare", "rlms")
+#: ``direct`` is the graph with ``strategy="direct"``: one call with the whole payload, what
+#: ``strategy="auto"`` picks for a small payload (for measuring where that pays).
+SYSTEMS: tuple[str, ...] = ("rlm", "direct", "bare", "rlms")
 CHARS_PER_TOKEN = 3.5
 
 BARE_TEMPLATE = (
@@ -41,6 +43,8 @@ class Settings:
     window_tokens: int = 8192
     answer_tokens: int = 512
     keep_messages: bool = False
+    #: The ``rlm`` system's strategy: ``auto`` (what users get), or ``rlm`` forced.
+    strategy: str = "auto"
     rlm_extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -66,8 +70,11 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}"[:500]
 
 
-def rlm_system(model: str | BaseChatModel, settings: Settings) -> System:
-    """The RLM graph (``rlm_graph.build_graph``), one invoke per task."""
+def rlm_system(
+    model: str | BaseChatModel, settings: Settings, strategy: str | None = None
+) -> System:
+    """The RLM graph (``rlm_graph.build_graph``), one invoke per task, with ``strategy`` (by
+    default the settings')."""
     from rlm_graph import build_graph
 
     graph = build_graph(model=model)
@@ -77,6 +84,7 @@ def rlm_system(model: str | BaseChatModel, settings: Settings) -> System:
         "max_llm_calls": settings.max_llm_calls,
         "max_depth": settings.max_depth,
         "exec_timeout": settings.exec_timeout,
+        "strategy": strategy or settings.strategy,
         **settings.rlm_extra,
     }
 
@@ -93,14 +101,18 @@ def rlm_system(model: str | BaseChatModel, settings: Settings) -> System:
             calls=int(usage.get("llm_calls", 0)),
             input_tokens=int(usage.get("input_tokens", 0)),
             output_tokens=int(usage.get("output_tokens", 0)),
-            extra=_rlm_extra(out, settings.keep_messages),
+            extra={**_rlm_extra(out, settings.keep_messages), "strategy": per_run["strategy"]},
         )
 
     return run
 
 
 def _rlm_extra(out: dict[str, Any], keep_messages: bool) -> dict[str, Any]:
-    extra = {"iterations": out.get("iterations"), "stopped_reason": out.get("stopped_reason")}
+    extra = {
+        "iterations": out.get("iterations"),
+        "stopped_reason": out.get("stopped_reason"),
+        "direct": _answered_directly(out),
+    }
     if keep_messages:
         # The root conversation (constant-size prompts, not the input): for reading failures.
         extra["messages"] = [
@@ -108,6 +120,14 @@ def _rlm_extra(out: dict[str, Any], keep_messages: bool) -> dict[str, Any]:
             for m in out.get("messages", [])
         ]
     return extra
+
+
+def _answered_directly(out: dict[str, Any]) -> bool:
+    """Whether the run took the direct strategy (its conversation opens with that prompt)."""
+    from rlm_graph.prompts import DIRECT_SYSTEM_PROMPT
+
+    messages = out.get("messages") or []
+    return bool(messages) and messages[0].content == DIRECT_SYSTEM_PROMPT
 
 
 def bare_prompt(task: Task, settings: Settings, scale: float = 1.0) -> tuple[str, bool]:
@@ -169,6 +189,8 @@ def make_system(name: str, model: str | BaseChatModel, settings: Settings) -> Sy
     """The system called ``name`` (one of :data:`SYSTEMS`)."""
     if name == "rlm":
         return rlm_system(model, settings)
+    if name == "direct":
+        return rlm_system(model, settings, strategy="direct")
     if name == "bare":
         return bare_system(model, settings)
     if name == "rlms":
