@@ -276,7 +276,9 @@ def observation(
             + (
                 "The output above does not show the answer yet: fix the code first."
                 if troubled
-                else "Read the output above, then reply with Final Answer alone."
+                # Not "then answer": a small model took that as an order and guessed.
+                else "If the output above shows the answer, reply with Final Answer alone; "
+                "if it does not, write code that finds it."
             )
         )
     if repeated:
@@ -345,7 +347,9 @@ HINT_UNDEFINED = (
 HINT_EMPTY = (
     "Hint: that result is empty or 0, which usually means the pattern or filter does not match "
     "the data. Search for one distinctive word or name from the question, not a whole phrase "
-    "(the data may word it differently), e.g. grep('name'), then fix the code."
+    "(the data may word it differently), e.g. grep('name'), then fix the code. If the question "
+    "asks about something the text implies but never writes (a topic, a tone, a kind), no "
+    "pattern finds it: give the lines to llm_query and let it judge them."
 )
 EMPTY_VALUES = {"0", "0.0", "[]", "{}", "()", "set()", "none", "no match", "''", '""'}
 

@@ -40,6 +40,18 @@ def grep(pattern, text=None, context_lines=0, max_hits=20, ignore_case=True):
         rx = _re.compile(_re.escape(pattern), flags)
     lines = text.splitlines()
     hits = [i for i, line in enumerate(lines) if rx.search(line)]
+    if not hits:
+        print(f"grep: no line matches {pattern!r}")
+        return GrepLines()
+    # The count first: a small model read a line number shown below as the answer to "how
+    # many" when the count came only after the lines.
+    if any(len(lines[i]) > 300 for i in hits):  # long lines are shown match by match
+        total = sum(1 for i in hits for _ in rx.finditer(lines[i]))
+        what = f"{total:,} matches of {pattern!r} in {len(hits):,} line(s)"
+    else:
+        total = len(hits)
+        what = f"{total:,} line(s) match {pattern!r}"
+    print(f"grep: {what}" + (f"; the first {max_hits} are shown" if total > max_hits else ""))
     shown, printed = set(), 0
     for i in hits:
         if printed >= max_hits:
@@ -57,10 +69,8 @@ def grep(pattern, text=None, context_lines=0, max_hits=20, ignore_case=True):
                 shown.add(j)
                 print(f"{j + 1}: {lines[j][:300]}")
         printed += 1
-    if printed >= max_hits:
-        print(f"... more matches: the first {max_hits} shown ({len(hits):,} matching lines)")
-    if not hits:
-        print(f"grep: no line matches {pattern!r}")
+    if total > max_hits:
+        print(f"... {total - max_hits:,} more not shown")
     return GrepLines(lines[i] for i in hits)
 
 

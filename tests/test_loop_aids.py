@@ -180,9 +180,31 @@ def test_grep_in_a_text_without_line_breaks_shows_each_match() -> None:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         namespace["grep"]("key")
-    shown = out.getvalue().splitlines()
+    head, *shown = out.getvalue().splitlines()
+    assert head == "grep: 2 matches of 'key' in 1 line(s)"  # matches, not the one line
     assert len(shown) == 2 and "key alpha is: 111" in shown[0] and "key beta is: 222" in shown[1]
     assert all(len(line) < 400 for line in shown)
+
+
+def test_grep_says_how_many_lines_match_before_it_shows_them() -> None:
+    # A small model answered a "how many" question with a line number grep showed, when the
+    # count came only after the lines (dev seed 1, oolong_agg 32k).
+    from rlm_graph.repl_helpers import prelude
+
+    text = "\n".join(f"user: {10 + i % 7} || note {i}" for i in range(100))
+    namespace: dict[str, Any] = {"context": text}
+    exec(prelude(100), namespace)
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        hits = namespace["grep"]("user: 12 ", max_hits=5)
+    lines = out.getvalue().splitlines()
+    assert len(hits) == 14
+    assert lines[0] == "grep: 14 line(s) match 'user: 12 '; the first 5 are shown"
+    assert lines[1].startswith("3: user: 12 ") and len(lines) == 7
+    assert lines[-1] == "... 9 more not shown"
 
 
 @pytest.mark.parametrize("failed", ["No match", "not found", "Unknown."])
@@ -208,7 +230,9 @@ def test_an_early_answer_after_a_failed_block_is_not_invited() -> None:
     assert "does not show the answer yet" in observation
     assert "reply with Final Answer alone" not in observation
     _, seen = _run([code("print(context.count('4417'))") + "\nFinal Answer: 3", final("3")])
-    assert "reply with Final Answer alone" in last_text(seen[1])
+    assert "If the output above shows the answer, reply with Final Answer alone" in last_text(
+        seen[1]
+    )
 
 
 def test_grep_left_as_the_last_expression_does_not_echo_whole_lines() -> None:
