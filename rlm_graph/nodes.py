@@ -53,6 +53,7 @@ from rlm_graph.steps import ModelCall, RunBlock, Step
 from rlm_graph.updates import (
     answer_update,
     as_given,
+    correction_for,
     direct_state,
     fresh_state,
     goes_direct,
@@ -247,7 +248,7 @@ class Loop:
         if errors:
             message = invalid_answer_message(errors, state["iterations"], run.ctx.max_iterations)
         elif not state["code_blocks"]:
-            message = state.get("feedback") or prompts.CORRECTION
+            message = state.get("feedback") or correction_for(state)
         else:
             message = prompts.observation(
                 results,

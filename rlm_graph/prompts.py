@@ -4,6 +4,7 @@ user message, observations, the correction and the forced answer.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -294,6 +295,12 @@ CORRECTION = (
     "followed by the answer itself."
 )
 
+CORRECTION_REPEATED = (
+    "That was your previous reply again, still with neither code nor an answer. If an output "
+    "you have seen shows the answer, reply with a line starting 'Final Answer:' followed by it; "
+    "otherwise reply with Thought: and a ```python block that prints what you need next."
+)
+
 FORCED_ANSWER = (
     "You have used all your replies. Based only on what you have learned so far, give your best "
     "answer now: one line starting 'Final Answer:' followed by the answer itself, and no code."
@@ -351,6 +358,12 @@ HINT_EMPTY = (
     "asks about something the text implies but never writes (a topic, a tone, a kind), no "
     "pattern finds it: give the lines to llm_query and let it judge them."
 )
+HINT_EMPTY_AFTER_HITS = (
+    "Hint: the last result is empty, but grep found matching lines above. Read the answer from "
+    "those lines, or rewrite the pattern with the exact words that stand around the value there."
+)
+# The first line grep() prints when it found something (rlm_graph.repl_helpers).
+_GREP_FOUND = re.compile(r"^grep: [\d,]+ (?:line\(s\) match|matches of) ", re.M)
 EMPTY_VALUES = {"0", "0.0", "[]", "{}", "()", "set()", "none", "no match", "''", '""'}
 
 
@@ -370,7 +383,9 @@ def hint(result: BlockResult) -> str | None:
         # The last value printed is usually the block's result.
         values = [v.strip().lower() for v in result["output"].splitlines() if v.strip()]
         if values and (values[-1] in EMPTY_VALUES or values[-1].startswith("grep: no line")):
-            return HINT_EMPTY
+            # Not "search for a word": a small model that had just seen the values in grep's
+            # lines gave up when told its search had missed (dev seed 1, niah_multivalue 32k).
+            return HINT_EMPTY_AFTER_HITS if _GREP_FOUND.search(result["output"]) else HINT_EMPTY
     return None
 
 

@@ -68,7 +68,7 @@ def test_other_models_are_not_questioned() -> None:
         ("print(undefined_name)", "only defined by code that ran"),
         ("print(len([l for l in context.split() if 'zzz' in l]))", "result is empty or 0"),
         ("grep('zzz')", "result is empty or 0"),
-        ("grep('blue')\nprint('no match')", "result is empty or 0"),
+        ("grep('blue')\nprint('no match')", "grep found matching lines above"),
     ],
 )
 def test_common_failures_get_a_hint(block: str, needle: str) -> None:
@@ -274,3 +274,32 @@ def test_an_empty_final_answer_line_after_code_is_cut_from_the_history() -> None
     _, seen = _run([code("print(len(context))") + "\n\nFinal Answer:", final("4417")])
     history = [text_of(m) for m in seen[1]]
     assert "print(len(context))" in history[-2] and "Final Answer" not in history[-2]
+
+
+def test_an_empty_result_after_grep_found_lines_points_at_those_lines() -> None:
+    # grep showed the values; the model's own regex missed them: the hint must not say the
+    # search failed (a 1.5B model then gave up, dev seed 1, niah_multivalue 32k).
+    block = "grep('blue-fox')\nimport re\nprint(re.findall(r'blue-fox\\s+(\\d+)', context))"
+    _, seen = _run([code(block), final("4417")])
+    observation = last_text(seen[1])
+    assert "grep found matching lines above" in observation
+    assert "Search for one distinctive word" not in observation
+    _, seen = _run([code("grep('zzz')\nprint([])"), final("4417")])
+    assert "Search for one distinctive word" in last_text(seen[1])
+
+
+def test_an_empty_answer_after_that_hint_is_questioned_once() -> None:
+    block = "grep('blue-fox')\nprint(0)"
+    out, seen = _run([code(block), final("0"), final("0")], tags=[SMALL_MODEL_TAG])
+    assert out["answer"] == "0" and out["iterations"] == 3
+    assert "the empty result the hint above warned about" in last_text(seen[2])
+
+
+def test_a_code_less_reply_sent_twice_gets_a_firmer_correction() -> None:
+    prose = "Thought: the text does not contain it."
+    out, seen = _run([prose, prose, final("4417")])
+    assert out["answer"] == "4417"
+    assert last_text(seen[1]) == prompts.CORRECTION
+    assert last_text(seen[2]) == prompts.CORRECTION_REPEATED
+    _, seen = _run([prose, "Thought: something else.", final("4417")])
+    assert last_text(seen[2]) == prompts.CORRECTION
