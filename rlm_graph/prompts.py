@@ -332,8 +332,10 @@ EMPTY_RESULT_ANSWER = (
     "sure, reply with the same Final Answer again."
 )
 UNCONFIRMED_ANSWER = (
-    "Your Final Answer {answer!r} does not appear in any output you have seen. If you are sure, "
-    "reply with the same Final Answer again; otherwise check it with code first."
+    # Not "if you are sure, say it again": a small model is always sure, and repeated its guess.
+    "Your Final Answer {answer!r} does not appear in any output you have seen, so it is a "
+    "guess. Write code that finds the answer: grep one distinctive word from the question "
+    "first. (Sending the same Final Answer again ends the run with it.)"
 )
 HINT_NO_MATCH = (
     "Hint: re.search found nothing and returned None. Search for one distinctive word or name "
