@@ -51,6 +51,17 @@ def _size(n: int) -> str:
     return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
 
 
+class _NotUtf8(ContextFileError):
+    """Bad UTF-8 (a NUL byte later in the file is reported instead, as a whole read does)."""
+
+
+def _binary(name: str, offset: int) -> ContextFileError:
+    return ContextFileError(
+        f"{name} looks binary (NUL byte at offset {offset}); pass a text file, or "
+        "--decode-errors replace to read it anyway"
+    )
+
+
 def _decode(
     data: bytes | mmap.mmap,
     name: str,
@@ -64,18 +75,27 @@ def _decode(
     if errors == "strict":
         nul = data.find(b"\x00", 0, end)
         if nul >= 0:
-            raise ContextFileError(
-                f"{name} looks binary (NUL byte at offset {offset + nul}); pass a text file, or "
-                "--decode-errors replace to read it anyway"
-            )
+            raise _binary(name, offset + nul)
     try:
         # A view of bytes, never of a memory map (a view left on it would keep it open).
         return str(data if end == len(data) else memoryview(data)[:end], "utf-8", errors)
     except UnicodeDecodeError as exc:
-        raise ContextFileError(
+        raise _NotUtf8(
             f"{name} is not UTF-8 text (byte {data[exc.start]:#04x} at offset "
             f"{offset + exc.start}); convert it (iconv -t UTF-8) or pass --decode-errors replace"
         ) from None
+
+
+def _nul_after(f: BinaryIO, rest: bytes, offset: int) -> int | None:
+    """The offset of the first NUL byte in ``rest`` (at ``offset`` in the file) and what
+    follows it in ``f``, or None."""
+    while True:
+        nul = rest.find(b"\x00")
+        if nul >= 0:
+            return offset + nul
+        offset, rest = offset + len(rest), f.read(SLICE_BYTES)
+        if not rest:
+            return None
 
 
 def _cut(data: bytes) -> int:
@@ -109,7 +129,13 @@ def text_slices(
         chunk = pending + data if pending else data
         del data
         cut = len(chunk) if last else _cut(chunk)
-        piece = _decode(chunk, name, errors, offset, cut) if cut else ""
+        try:
+            piece = _decode(chunk, name, errors, offset, cut) if cut else ""
+        except _NotUtf8:  # a whole read looks for NUL bytes first: say the same
+            nul = _nul_after(f, chunk[cut:], offset + cut)
+            if nul is not None:
+                raise _binary(name, nul) from None
+            raise
         offset, pending = offset + cut, chunk[cut:]
         del chunk  # only the text is held while the caller has it
         if piece:

@@ -148,6 +148,7 @@ _BAD = [
     b"caf\xc3\xa9 " * 4 + b"\xe9 latin-1",  # a bad byte after good multi-byte ones
     b"cut short \xe4\xb8",  # a sequence the file ends inside
     b"\xf0\x9f\x98\x80 ok \xed\xa0\x80 surrogate",  # an encoded surrogate
+    b"\xff bad first, " + b"x" * 20 + b" NUL \x00 slices later",  # still called binary
 ]
 
 
