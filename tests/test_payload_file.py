@@ -255,8 +255,9 @@ def _prompt_model() -> FakeChatModel:
 
 @pytest.mark.parametrize("saver", ["sqlite", "memory", "none"])
 def test_the_model_sees_the_same_description_by_value_by_file_and_by_ref(
-    tmp_path: Path, saver: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, saver: str
 ) -> None:
+    monkeypatch.setattr(context_file, "SLICE_BYTES", 7)  # the file described slice by slice
     text = "header line\r\n" + "".join(f"row {i}: caf\xe9 \u4e2d\n" for i in range(2000))
     path = tmp_path / "in.txt"
     path.write_bytes(text.encode())
