@@ -115,6 +115,7 @@ def test_a_context_ref_run_reads_only_the_head_and_streams_the_parts(tmp_path: P
     config = {"configurable": {"thread_id": "t"}}
     out, peak = _peak(lambda: graph.invoke({"query": "prove it", "context_ref": ref}, config))
     assert out["answer"] == expected
+    print(f"host peak {peak / 2**20:.1f} MiB")
     assert peak < SIZE // 3, peak
 
 
