@@ -126,8 +126,8 @@ class Payloads:
         Raises :class:`InputError` for a file that cannot be used."""
         store, persistent = self._store()
         try:
-            if not persistent:
-                value = read_context(path, decode_errors=errors)
+            if not persistent:  # "-" is a file of that name here, as below, never stdin
+                value = read_context(path if path != "-" else "./-", decode_errors=errors)
                 return Given(self.put(value), info_of(value), lambda: value)
             scan = scan_file(path, errors)
             ref = PayloadRef(hash=scan.digest, type="str", chars=scan.info.chars)
