@@ -151,30 +151,26 @@ def _err(message: str, stream: IO[str] | None = None) -> None:
     print(f"{PROG}: error: {first}", file=stream if stream is not None else sys.stderr)
 
 
-def _read_context(args: argparse.Namespace) -> str | None:
+def _context_input(args: argparse.Namespace) -> dict[str, Any]:
+    """The payload part of the input: stdin by value, a file by reference (``context_file``:
+    the run reads and stores it, so neither checkpoints nor traces carry it). The file is
+    checked here first (UTF-8, not binary, not empty) as ``--decode-errors`` says, one slice at
+    a time (never held whole), and the run decodes it the same way (``decode_errors``)."""
     if args.context_file is None:
-        return None
-    from rlm_graph.context_file import ContextFileError, read_context
+        return {}
+    from rlm_graph.context_file import ContextFileError, check_context, read_context
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
     try:
-        return read_context(args.context_file, decode_errors=args.decode_errors, say=say)
+        if args.context_file == "-":
+            return {"context": read_context("-", decode_errors=args.decode_errors, say=say)}
+        check_context(args.context_file, decode_errors=args.decode_errors, say=say)
     except ContextFileError as exc:
         raise UsageError(str(exc)) from exc
-
-
-def _context_input(args: argparse.Namespace) -> dict[str, Any]:
-    """The payload part of the input: stdin by value, a file by reference (``context_file``:
-    the run reads and stores it, so neither checkpoints nor traces carry it). The file is
-    checked here first (UTF-8, not binary, not empty), as ``--decode-errors`` says."""
-    text = _read_context(args)
-    if text is None:
-        return {}
-    if args.context_file == "-":
-        return {"context": text}
-    return {"context_file": str(Path(args.context_file).resolve())}
+    path = str(Path(args.context_file).resolve())
+    return {"context_file": path, "decode_errors": args.decode_errors}
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:

@@ -32,7 +32,7 @@ import json
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,7 @@ from langgraph.runtime import get_runtime
 
 from rlm_graph.events import preview
 from rlm_graph.journal import compacted, entry_chars
+from rlm_graph.payload_store import Offload
 from rlm_graph.state import JournalEntry, PayloadRef, ThreadQuestion, ThreadRecord
 
 Handler = Callable[..., Any]
@@ -173,23 +174,25 @@ class FollowUps:
         config: RunnableConfig,
         graph: Any,
         ref: PayloadRef | None = None,
-    ) -> FollowUp:
+    ) -> Generator[Offload, Any, FollowUp]:
         """Attach the thread's parked sandbox to ``run`` (a run of ``graph`` whose payload is
         stored as ``ref``), or plan its rebuild from the thread's record. A run with no thread
-        (no checkpointer, no ``thread_id``, a child, or follow-ups off) gets no first message."""
+        (no checkpointer, no ``thread_id``, a child, or follow-ups off) gets no first message.
+        ``state["context"]`` is the :class:`~rlm_graph.payload_store.Given` payload the caller
+        brought, or None; its value is read only for a parked sandbox's setup block."""
         saver = getattr(graph, "checkpointer", None) not in (None, False)
         run.thread_id = thread_of(config, saver, run.info.depth, run.ctx.follow_up_ttl)
         if run.thread_id is None:
             return FollowUp(None, {"thread_question": None})
         from rlm_graph import prompts  # lazy: prompts imports describe, not this module
 
-        query, payload = str(state["query"]), state.get("context")
+        query, given = str(state["query"]), state.get("context")
         turns = list(state.get("thread_turns") or [])
         durable = _has_store()  # a rebuild loads the earlier contexts from the store
         record = state.get("thread_record") if durable else None
         session = self.sessions.take(run.thread_id)
         if session is None and not (record and record["questions"]):
-            first = prompts.user_prompt(query, query if payload is None else payload)
+            first = prompts.user_prompt(query, query if given is None else given.info)
             question = ThreadQuestion(query=query, payload=ref, number=0, journal=[])
             update = {
                 "thread_contexts": 0,
@@ -198,20 +201,22 @@ class FollowUps:
                 "thread_question": question if durable else None,
             }
             return FollowUp(_with_turns(first, turns, "lost"), update)
-        number = None if payload is None else int(state.get("thread_contexts") or 0) + 1
+        number = None if given is None else int(state.get("thread_contexts") or 0) + 1
         if session is None:  # rebuilt at the first block (rlm_graph.rebuild.replay_thread)
             kept = "rebuilt" if not (record and record["full"]) else "partly"
         else:
             kept = "kept"
             run.executor, run.binding = session.executor, session.binding
             session.binding.bind(run)
-            setup = setup_code(query, payload, number)
+            # The new context goes in as a literal (see the module's limits): read whole here.
+            value = None if given is None else (yield Offload(given.load))
+            setup = setup_code(query, value, number)
             run.setup = setup if session.setup is None else f"{session.setup}\n{setup}"
-        if payload is None:
+        if given is None:
             first = prompts.follow_up_prompt(query)
         else:
-            first = prompts.user_prompt(query, payload) + f"\n(It is also `context_{number}`.)"
-        new = ref if payload is not None else None
+            first = prompts.user_prompt(query, given.info) + f"\n(It is also `context_{number}`.)"
+        new = ref if given is not None else None
         question = ThreadQuestion(query=query, payload=new, number=number, journal=[])
         update = {
             "thread_contexts": number or int(state.get("thread_contexts") or 0),

@@ -29,7 +29,6 @@ from rlm_graph.answers import accept, invalid_answer_message
 from rlm_graph.budget import BudgetExhausted
 from rlm_graph.compaction import compact, replacing
 from rlm_graph.context import Context, resolve_context
-from rlm_graph.describe import payload_chars, payload_type
 from rlm_graph.events import preview
 from rlm_graph.executor import ExecutorFactory, check_mode
 from rlm_graph.extras import Extras
@@ -43,7 +42,7 @@ from rlm_graph.model_profile import (
     use_compact_prompt,
     window_tokens,
 )
-from rlm_graph.payload_store import Payloads, input_payload
+from rlm_graph.payload_store import Offload, Payloads, input_payload
 from rlm_graph.rebuild import executor_for, host_handlers
 from rlm_graph.repl_helpers import prelude
 from rlm_graph.retry import ModelCallError, deadline_error
@@ -129,29 +128,32 @@ class Loop:
         check_mode(ctx.sandbox)  # a one-line SandboxError now rather than after the first call
         config = get_config()
         run_id = (config.get("configurable") or {}).get("rlm_run_id") or new_id()
-        payload, ref = yield from input_payload(state, self.payloads)
+        given = yield from input_payload(state, self.payloads)
         run = self.runs.open(run_id, config, ctx)
-        follow = self.follow_ups.begin(run, as_given(state, payload), config, self.graph, ref)
-        # The payload leaves state here: later checkpoints and node spans carry only `ref`.
-        update: dict[str, Any] = {**follow.update, **payload_left(state, ref)}
-        chars = payload_chars(payload)
-        direct = goes_direct(ctx.strategy, chars, ctx.window_tokens or window_tokens(root_model))
+        begin = self.follow_ups.begin(run, as_given(state, given), config, self.graph, given.ref)
+        follow = yield from begin  # may read the value: a parked sandbox's setup block
+        # The payload leaves state here: later checkpoints and node spans carry only its ref.
+        update: dict[str, Any] = {**follow.update, **payload_left(state, given.ref)}
+        info = given.info  # what the prompt and events say of it: the value may not be here
+        window = ctx.window_tokens or window_tokens(root_model)
+        direct = goes_direct(ctx.strategy, info.chars, window)
         run.emit(
             "run_start",
             0,
             query=preview(query),
-            context_type=payload_type(payload),
-            context_chars=chars,
+            context_type=info.type,
+            context_chars=info.chars,
             strategy="direct" if direct else "rlm",
         )
-        if direct:
+        if direct:  # the whole payload goes in the prompt: small enough to read now
+            payload = yield Offload(given.load)
             return {**update, **direct_state(run.info.run_id, query, payload)}
         compact = use_compact_prompt(ctx.prompt_style, root_model)
         sub_chars = self.models.sub_chars(ctx)
         system = system_for(run, ctx, compact, sub_chars, self.extras.prompt_args(run))
         # A small model's guessed answer is questioned once (the compact prompt's audience).
         user = follow.user_prompt
-        fresh = fresh_state(run.info.run_id, system, query, payload, user, check_answers=compact)
+        fresh = fresh_state(run.info.run_id, system, query, info, user, check_answers=compact)
         return {**update, **fresh, **tree_spent(run)}
 
     def think(self, state: State) -> Body:
@@ -294,5 +296,5 @@ class Loop:
         self.runs.close(run.info.run_id)
         self.payloads.release(state.get("payload"))
         # A later run on this thread must not see this run's payload or its record.
-        cleared = {"payload": None, "context_file": None, "context_ref": None}
+        cleared = dict.fromkeys(("payload", "context_file", "context_ref", "decode_errors"))
         return {**update, **cleared, **tree_spent(run)}

@@ -26,16 +26,25 @@ import threading
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from langgraph.config import get_config
 from langgraph.store.base import BaseStore
 from langgraph.store.memory import InMemoryStore
 
-from rlm_graph.describe import payload_chars, payload_type
+from rlm_graph.context_file import ContextFileError, DecodeErrors, read_context
+from rlm_graph.describe import PayloadInfo, TextMeter, info_of, payload_chars, payload_type
 from rlm_graph.inputs import InputError, validate_input
-from rlm_graph.payload_parts import PartMissing, StoredPayload, is_parts, read_value, write_parts
+from rlm_graph.payload_file import TextDigest, scan_file, write_file
+from rlm_graph.payload_parts import (
+    PartMissing,
+    StoredPayload,
+    info_in,
+    is_parts,
+    iter_parts,
+    read_value,
+    write_parts,
+)
 from rlm_graph.state import PayloadRef
 
 NAMESPACE = ("rlm_graph", "payloads")
@@ -58,20 +67,24 @@ class PayloadMissing(LookupError):
 def content_hash(value: Any) -> str:
     """sha256 of the payload (text as UTF-8; other values as canonical JSON)."""
     if isinstance(value, str):
-        digest = hashlib.sha256(b"s")
+        digest = TextDigest()  # the same digest a file streamed into the store gets
         for start in range(0, len(value), _HASH_SLICE):  # no whole UTF-8 copy of a big text
-            digest.update(value[start : start + _HASH_SLICE].encode("utf-8", "surrogatepass"))
-        return "sha256:" + digest.hexdigest()
+            digest.update(value[start : start + _HASH_SLICE])
+        return digest.hexdigest()
     text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(b"j" + text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def read_context_file(path: str) -> str:
-    """The text of a ``context_file`` input (UTF-8, bad bytes replaced)."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"context_file not found or not a regular file: {path}")
-    return p.read_text(encoding="utf-8", errors="replace")
+@dataclass(frozen=True)
+class Given:
+    """The run's payload as ``start`` uses it: its stored reference, its description (all the
+    prompt and the events need) and ``load``, which returns the value itself: in memory already
+    when it was given by value or read without a store, else read whole from the store (only
+    the direct strategy and a follow-up's setup block need it)."""
+
+    ref: PayloadRef
+    info: PayloadInfo
+    load: Callable[[], Any]
 
 
 class Payloads:
@@ -93,25 +106,49 @@ class Payloads:
 
     def put(self, value: Any) -> PayloadRef:
         """Store ``value`` (once per content hash) and return its reference."""
-        ref = PayloadRef(hash=content_hash(value), type=payload_type(value), chars=0)
-        ref["chars"] = payload_chars(value)
+        digest, name, chars = content_hash(value), payload_type(value), payload_chars(value)
         store, persistent = self._store()
-        thread = _thread_id() if persistent else None
+        if persistent:  # in parts, so the sandbox can stream it back (payload_parts)
+            self._put_once(store, digest, lambda: write_parts(store, digest, value, name, chars))
+        else:  # the graph's own memory: the value itself, sent from its own storage
+            self._put_once(store, digest, lambda: {"type": name, "data": value})
+            with self._lock:
+                self._holders[digest] = self._holders.get(digest, 0) + 1
+        return PayloadRef(hash=digest, type=name, chars=chars)
+
+    def put_file(self, path: str, errors: DecodeErrors = "replace") -> Given:
+        """Store the text of the file ``path`` (decoded as :mod:`rlm_graph.context_file` says).
+
+        With a persistent store the file is streamed (:mod:`rlm_graph.payload_file`): read in
+        slices to hash and describe it, then again to write its parts if the hash is new; the
+        host never holds it. Without one the value must live in this process for the sandbox:
+        it is read once into one ``str`` (``read_context``: a memory map, no second copy).
+        Raises :class:`InputError` for a file that cannot be used."""
+        store, persistent = self._store()
+        try:
+            if not persistent:  # "-" is a file of that name here, as below, never stdin
+                value = read_context(path if path != "-" else "./-", decode_errors=errors)
+                return Given(self.put(value), info_of(value), lambda: value)
+            scan = scan_file(path, errors)
+            ref = PayloadRef(hash=scan.digest, type="str", chars=scan.info.chars)
+            self._put_once(store, ref["hash"], lambda: write_file(store, scan))
+        except ContextFileError as exc:
+            raise InputError(str(exc)) from None
+        except OSError as exc:
+            raise InputError(f"cannot read context_file {path}: {exc}") from None
+        return Given(ref, scan.info, lambda: self.get(ref))
+
+    def _put_once(self, store: BaseStore, digest: str, head_of: Callable[[], dict]) -> None:
+        """Put the head ``head_of()`` makes (writing any parts first) unless the store holds
+        ``digest`` already; in a thread, its reference record first."""
+        thread = _thread_id() if store is not self._memory else None
         if thread is not None:
             # The reference before the check below: a concurrent collection either sees it and
             # keeps the payload, or deleted the payload first and the check puts it back.
             record = {"thread_id": thread, "at": time.time()}
-            store.put((*REFS, ref["hash"]), thread, record, index=False)
-        if store.get(NAMESPACE, ref["hash"]) is None:
-            if persistent:  # in parts, so the sandbox can stream it back (payload_parts)
-                head = write_parts(store, ref["hash"], value, ref["type"], ref["chars"])
-            else:  # the graph's own memory: the value itself, sent from its own storage
-                head = {"type": ref["type"], "data": value}
-            store.put(NAMESPACE, ref["hash"], head, index=False)
-        if not persistent:
-            with self._lock:
-                self._holders[ref["hash"]] = self._holders.get(ref["hash"], 0) + 1
-        return ref
+            store.put((*REFS, digest), thread, record, index=False)
+        if store.get(NAMESPACE, digest) is None:
+            store.put(NAMESPACE, digest, head_of(), index=False)
 
     def get(self, ref: PayloadRef) -> Any:
         """The payload a reference names; :class:`PayloadMissing` if no store has it."""
@@ -120,6 +157,26 @@ class Payloads:
             return head["data"]
         try:
             return read_value(store, ref["hash"], head)
+        except PartMissing as exc:
+            raise PayloadMissing(f"{exc}; run the question again") from None
+
+    def info(self, ref: PayloadRef) -> PayloadInfo:
+        """The description of the payload ``ref`` names, from its head: the payload itself is
+        not read. A head written before heads kept one is read once, part by part (a text) or
+        whole (a list or dict: its description needs each element)."""
+        store, head = self._head(ref)
+        if not is_parts(head):
+            return info_of(head["data"])
+        info = info_in(head)
+        if info is not None:
+            return info
+        try:
+            if head["kind"] == "json":
+                return info_of(read_value(store, ref["hash"], head))
+            meter = TextMeter()
+            for piece in iter_parts(store, ref["hash"], head):
+                meter.add(piece)
+            return meter.info()
         except PartMissing as exc:
             raise PayloadMissing(f"{exc}; run the question again") from None
 
@@ -198,28 +255,28 @@ class Offload:
         return await asyncio.to_thread(self.call)
 
 
-def input_payload(
-    state: Mapping[str, Any], payloads: Payloads
-) -> Generator[Offload, Any, tuple[Any, PayloadRef]]:
-    """The run's payload and its stored reference, from ``context``, ``context_file`` or
-    ``context_ref`` (default: the query itself). Stored once; state keeps the reference."""
-    ref = state.get("context_ref")
-    if ref:
-        return (yield Offload(lambda: payloads.get(ref))), ref
+def input_payload(state: Mapping[str, Any], payloads: Payloads) -> Generator[Offload, Any, Given]:
+    """The run's payload from ``context``, ``context_file`` or ``context_ref`` (default: the
+    query itself), stored once; state keeps the reference. A file or a reference is not read
+    into memory here when the store is persistent (see :class:`Given`)."""
+    if state.get("context_ref"):
+        ref: PayloadRef = state["context_ref"]
+        info = yield Offload(lambda: payloads.info(ref))
+        return Given(ref, info, lambda: payloads.get(ref))
     path = state.get("context_file")
     if path:
-        try:
-            payload: Any = yield Offload(lambda: read_context_file(path))
-        except OSError as exc:
-            raise InputError(f"cannot read context_file: {exc}") from None
-    else:
-        payload = state.get("context")
-        if payload is None:
-            payload = state.get("query")
-        validate_input(state.get("query"), payload)
-        if isinstance(payload, tuple):
-            payload = list(payload)
-    return payload, (yield Offload(lambda: payloads.put(payload)))
+        errors = state.get("decode_errors") or "replace"
+        if errors not in ("strict", "replace"):
+            raise InputError(f"decode_errors must be 'strict' or 'replace', not {errors!r}")
+        return (yield Offload(lambda: payloads.put_file(path, cast(DecodeErrors, errors))))
+    payload = state.get("context")
+    if payload is None:
+        payload = state.get("query")
+    validate_input(state.get("query"), payload)
+    if isinstance(payload, tuple):
+        payload = list(payload)
+    stored = yield Offload(lambda: payloads.put(payload))
+    return Given(stored, info_of(payload), lambda: payload)
 
 
 def store_for(checkpointer: Any) -> BaseStore | None:

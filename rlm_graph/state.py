@@ -7,7 +7,7 @@ by ``run_id``: see :mod:`rlm_graph.runs`), so any LangGraph checkpointer can sav
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from langchain_core.messages import AnyMessage
 from langgraph.channels.untracked_value import UntrackedValue
@@ -114,12 +114,16 @@ def extend_journal(old: list[JournalEntry] | None, new: list[JournalEntry] | Non
 
 class InputState(TypedDict):
     """Input: the question and, optionally, the payload: by value (``context``), as a file
-    (``context_file``, read by the run) or as a stored reference (``context_ref``)."""
+    (``context_file``, read by the run, UTF-8 as ``decode_errors`` says) or as a stored
+    reference (``context_ref``)."""
 
     query: str
     #: Never checkpointed (an untracked channel): ``start`` stores it and clears it.
     context: NotRequired[Annotated[Any, UntrackedValue(object)]]
     context_file: NotRequired[str | None]
+    #: How ``context_file`` is decoded: "replace" (the default: U+FFFD for bad bytes) or
+    #: "strict" (bad UTF-8 or a NUL byte is an InputError; what the CLI passes by default).
+    decode_errors: NotRequired[Literal["strict", "replace"] | None]
     context_ref: NotRequired[PayloadRef | None]
 
 

@@ -63,8 +63,9 @@ def fresh_state(
 
 
 def as_given(state: State, payload: Any) -> dict[str, Any]:
-    """``state`` with ``context`` the payload the caller gave (by value, file or reference),
-    or None when the query stands in for it."""
+    """``state`` with ``context`` the payload the caller gave (by value, file or reference:
+    the :class:`~rlm_graph.payload_store.Given` ``start`` resolved), or None when the query
+    stands in for it."""
     given = any(state.get(k) is not None for k in ("context", "context_file", "context_ref"))
     return {**state, "context": payload if given else None}
 

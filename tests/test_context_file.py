@@ -141,3 +141,78 @@ def test_small_files_say_nothing_and_errors_are_context_file_errors(tmp_path: Pa
         read_context(str(tmp_path / "missing.txt"))
     with pytest.raises(ContextFileError, match="not a regular file"):
         read_context(str(tmp_path))
+
+
+_BAD = [
+    b"ok text " * 5 + b"\x00 then more",  # NUL past the first slices
+    b"caf\xc3\xa9 " * 4 + b"\xe9 latin-1",  # a bad byte after good multi-byte ones
+    b"cut short \xe4\xb8",  # a sequence the file ends inside
+    b"\xf0\x9f\x98\x80 ok \xed\xa0\x80 surrogate",  # an encoded surrogate
+    b"\xff bad first, " + b"x" * 20 + b" NUL \x00 slices later",  # still called binary
+]
+
+
+@pytest.mark.parametrize("data", _BAD, ids=range(len(_BAD)))
+def test_the_streaming_check_says_what_the_whole_read_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: bytes
+) -> None:
+    monkeypatch.setattr(context_file, "SLICE_BYTES", 3)  # slices cut through everything
+    path = tmp_path / "bad.txt"
+    path.write_bytes(data)
+    with pytest.raises(ContextFileError) as whole:
+        read_context(str(path))
+    with pytest.raises(ContextFileError) as streamed:
+        context_file.check_context(str(path))
+    assert str(streamed.value) == str(whole.value)
+    assert context_file.check_context(str(path), decode_errors="replace") == len(data)
+    with path.open("rb") as f:
+        text = "".join(context_file.text_slices(f, "x", "replace"))
+    assert (
+        text == read_context(str(path), decode_errors="replace") == data.decode("utf-8", "replace")
+    )
+
+
+def _write_lines(path: Path, size: int) -> None:
+    line = "caf\xe9 line\n".encode()
+    with path.open("wb") as f:
+        block = line * ((1 << 20) // len(line))
+        while f.tell() < size:
+            f.write(block)
+
+
+def test_the_cli_checks_a_big_file_without_holding_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    small = tmp_path / "small.txt"
+    _write_lines(small, 1)
+    assert _main(capsys, "--context-file", str(small))[0] == 0  # imports done before measuring
+    path = tmp_path / "big.txt"
+    size = 64 << 20
+    _write_lines(path, size)
+    chars = len(path.read_bytes().decode())
+    tracemalloc.start()
+    try:
+        code = cli.main(
+            ["q", "--model", "tests.fakes:answer_model", "--quiet", "--context-file", str(path)]
+        )
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert out.out.strip() == str(chars)  # the sandbox saw the whole file
+    # Checked in slices, read by the run in slices: never the file (64 MiB) in the host.
+    print(f"cli host peak {peak / 2**20:.1f} MiB")
+    assert peak < size // 3, peak
+
+
+def test_the_cli_passes_its_decoding_to_the_run(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_text("text")
+    args = cli._build_parser().parse_args(["q", "--context-file", str(path)])
+    assert cli._context_input(args) == {
+        "context_file": str(path.resolve()),
+        "decode_errors": "strict",
+    }
+    args.decode_errors = "replace"
+    assert cli._context_input(args)["decode_errors"] == "replace"

@@ -167,6 +167,25 @@ def _calls(model: FakeChatModel) -> list[str]:
     return ["sub" if is_subcall(p) else "root" for p in model.prompts]
 
 
+def test_a_kept_sandbox_takes_a_new_context_file_from_the_store(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.txt", tmp_path / "b.txt"
+    first.write_text("a b c")
+    second.write_text("d e f g")
+    model = _model()
+    graph = _sqlite_graph(tmp_path / "c.db", model)
+    config = {"configurable": {"thread_id": "t"}}
+    try:
+        out = graph.invoke({"query": "Count the words.", "context_file": str(first)}, config)
+        assert out["answer"] == "3" and _loop(graph).follow_ups.sessions.ids() == ["t"]
+        # The parked sandbox gets the new file's text as context_1, read from the store.
+        out = graph.invoke({"query": "Words in both?", "context_file": str(second)}, config)
+        assert out["answer"] == "7 True"
+        prompt = text_of(model.prompts[-1][1])
+        assert "(It is also `context_1`.)" in prompt and "'d e f g'" in prompt
+    finally:
+        close_runs(graph)
+
+
 def test_follow_up_in_a_new_graph_rebuilds_the_repl_without_model_calls(tmp_path: Path) -> None:
     db = tmp_path / "c.db"
     first = followup_run.model(sub="forty")
