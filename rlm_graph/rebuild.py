@@ -67,9 +67,12 @@ def executor_for(
             run.setup = None  # this question's setup ran in the replay
         elif state.get("journal"):  # no live REPL: rebuild it from the record
             note = yield from replay(executor, run.handlers, state["journal"])
-    left = run.budget.remaining()["seconds"]
-    if left is not None:
-        run.executor.exec_timeout = min(run.ctx.exec_timeout, max(1.0, float(left)))
+    deadline = run.budget.deadline()
+    if deadline is not None:
+        # Unrounded (remaining() rounds to 0.1 s for the prompt): a block cut a few ms before
+        # the deadline let the run think once more instead of stopping on its budget.
+        left = deadline - run.budget.clock()
+        run.executor.exec_timeout = min(run.ctx.exec_timeout, max(1.0, left))
     return run.executor, note
 
 
