@@ -457,6 +457,9 @@ class _Scripted(BaseHTTPRequestHandler):
         if roles[-2:] == ["assistant", "assistant"]:  # llama.cpp's server refuses this
             self._send(400, {"error": {"message": "Cannot have 2 or more assistant messages"}})
             return
+        if len(server.requests) > getattr(server, "fail_after", 10**9):
+            self._send(500, {"error": {"message": "server error"}})
+            return
         reply = server.script[min(len(server.requests) - 1, len(server.script) - 1)]
         data = {
             "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
@@ -524,23 +527,43 @@ def test_rlms_system_runs_the_reference_over_loopback_http(
     assert first["temperature"] == 0 and first["max_completion_tokens"] == 64
     assert task.context not in json.dumps(first)  # the input stays in the REPL
     system = first["messages"][0]["content"]
-    # Small model: its real window (8192 tokens x 3.5 chars), the fence note, no orchestrator.
-    assert ("≈ 28K chars" in system) is small and ("```repl fences" in system) is small
+    # Small model: the short prompt with its real window (8192 tokens x 3.5 chars) and worked
+    # turns in rlms' conventions; no orchestrator addendum.
+    assert ("at most about 28,672 chars" in system) is small
+    assert ("Example turns" in system) is small and ('answer["ready"] = True' in system)
     assert ("act as an orchestrator" in system) is not small
 
 
 @needs_rlms
-def test_rlms_failure_is_an_error_row_with_what_is_known(scripted_server: Any) -> None:
-    # A model that never writes code: rlms runs out of iterations, and its fallback call
-    # (two trailing assistant messages) is refused as llama.cpp refuses it.
+def test_rlms_out_of_iterations_asks_for_its_answer_in_a_form_llama_cpp_accepts(
+    scripted_server: Any,
+) -> None:
+    # A model that never writes code: rlms runs out of iterations and asks for a final answer.
+    # As rlms 0.1.3 sends it (a second assistant message in a row), llama.cpp's server refuses
+    # it with a 400 (the scripted server does too); the harness sends it as a user message.
     scripted_server.script = ["The magic number is 12345."]
     task = make_task("niah_single", 8000, 0)
     settings = Settings(max_iterations=2, max_seconds=60, keep_messages=True)
     row = next(run_suite([task], ["rlms"], _openai_chat(scripted_server.url, True), settings))
+    assert row["error"] is None, row["error"]
+    assert row["answer"] == "The magic number is 12345." and row["score"] == 0.0
+    assert row["calls"] == 3 and len(scripted_server.requests) == 3
+    last = [m["role"] for m in scripted_server.requests[-1]["messages"]]
+    assert last[-2:] == ["assistant", "user"]
+    assert [m["outputs"] for m in row["extra"]["messages"]][:2] == [[], []]
+
+
+@needs_rlms
+def test_rlms_failure_is_an_error_row_with_what_is_known(scripted_server: Any) -> None:
+    # The server fails every call after the first: rlms raises, and the row keeps what is known.
+    scripted_server.script = ["The magic number is 12345."]
+    scripted_server.fail_after = 1
+    task = make_task("niah_single", 8000, 0)
+    settings = Settings(max_iterations=3, max_seconds=60, keep_messages=True)
+    row = next(run_suite([task], ["rlms"], _openai_chat(scripted_server.url, True), settings))
     assert row["answer"] is None and row["score"] == 0.0
-    assert "400" in row["error"] and "assistant messages" in row["error"]
-    assert row["calls"] == 2 and row["extra"]["usage_incomplete"] is True
-    assert [m["outputs"] for m in row["extra"]["messages"]] == [[], []]
+    assert row["error"] and "500" in row["error"]
+    assert row["extra"]["usage_incomplete"] is True
 
 
 # ---- CLI and summary -------------------------------------------------------------------------

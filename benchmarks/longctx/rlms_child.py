@@ -14,41 +14,77 @@ import sys
 import time
 from typing import Any
 
-WINDOW_PHRASE = "Sub-LLM context window ≈ 500K chars."
+# The small-model configuration: rlms' own prompt (about 700 tokens of advice written for
+# frontier models) replaced by a short one in rlms' conventions (```repl fences, the `answer`
+# dict) with two worked turns that differ in kind, as the graph's compact prompt has: with
+# rlms' prompt the 1.5B model never wrote a ```repl block. rlms calls str.format on the
+# prompt: literal braces are doubled; {custom_tools_section} is rlms' own field.
+SMALL_MODEL_PROMPT = """\
+You answer a question about data in the Python REPL variable `context` (you cannot see it). \
+Each turn, write one ```repl block; only what it prints comes back to you, and variables \
+persist between turns. Only ```repl fences run (a ```python fence does not).
 
+Available in the REPL:
+- `context`: the data.
+- `llm_query(prompt) -> str`: ask a model about a piece of text (it reads at most about \
+WINDOW chars); `llm_query_batched(prompts) -> list[str]`: many at once.
+- `answer`: a dict. To finish, in a ```repl block: answer["content"] = the answer; \
+answer["ready"] = True. Do this only after an output showed the answer.{custom_tools_section}
 
-# Small models write ```python out of habit; rlms runs only ```repl blocks. No braces here:
-# rlms calls str.format on the prompt.
-SMALL_MODEL_NOTE = """
+Example turns, each for a different question:
 
-Code runs only inside ```repl fences (a ```python fence is not run). One turn looks like:
+(question: what is the phone number of Dana Reyes?)
+Find where the name appears, then capture the number after it with a group.
 ```repl
-print(len(context))
-print(context[:300])
+import re
+m = re.search(r"Dana Reyes\\D{{0,40}}(\\d[\\d-]{{5,}})", context)
+print(m.group(1) if m else "no match")
 ```
-When a printed value is the answer, submit that value in code:
+
+(question: how many orders were refunded?)
+Keep the rows that mention a refund, print a few to check them, then take the total.
 ```repl
-answer["content"] = str(result)
+rows = [r for r in context.split("\\n") if "refund" in r.lower()]
+print(rows[:3])
+print(len(rows))
+```
+
+(after an output showed the answer 42)
+```repl
+answer["content"] = "42"
 answer["ready"] = True
 ```
 """
 
 
 def system_prompt(default: str, sub_window_chars: int | None) -> str:
-    """rlms' own prompt; for a small model, with its real sub-call window and a fence note."""
+    """rlms' own prompt; for a small model (its real sub-call window known), the short one."""
     if not sub_window_chars:
         return default
-    real = (
-        f"Sub-LLM context window ≈ {sub_window_chars // 1000}K chars: keep every llm_query "
-        "prompt shorter than that (slice `context` into chunks that fit)."
-    )
-    return default.replace(WINDOW_PHRASE, real) + SMALL_MODEL_NOTE
+    return SMALL_MODEL_PROMPT.replace("WINDOW", f"{sub_window_chars:,}")
+
+
+def reference_class() -> type:
+    """``rlm.RLM`` with one fix for llama.cpp's server: out of iterations, rlms asks for a
+    final answer as a second assistant message in a row, which that server refuses (400);
+    this asks it as a user message."""
+    from rlm import RLM
+
+    class LlamaCppRLM(RLM):
+        def _default_answer(self, message_history: list[dict[str, Any]], lm_handler: Any) -> str:
+            ask = {
+                "role": "user",
+                "content": "Please provide a final answer to the user's question based on "
+                "the information provided.",
+            }
+            return str(lm_handler.completion([*message_history, ask]))
+
+    return LlamaCppRLM
 
 
 def run(request: dict[str, Any]) -> dict[str, Any]:
     """Answer the request with ``rlm.RLM``; errors are reported, never raised."""
     try:
-        from rlm import RLM
         from rlm.logger import RLMLogger
         from rlm.utils.prompts import RLM_SYSTEM_PROMPT
     except ImportError as exc:
@@ -57,7 +93,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         }
     start = time.perf_counter()
     logger = RLMLogger()  # in memory only: the trajectory, for the row
-    rlm = RLM(
+    rlm = reference_class()(
         backend="openai",
         backend_kwargs=request["backend_kwargs"],
         environment="local",
