@@ -366,6 +366,11 @@ HINT_EMPTY_AFTER_HITS = (
 )
 # The first line grep() prints when it found something (rlm_graph.repl_helpers).
 _GREP_FOUND = re.compile(r"^grep: [\d,]+ (?:line\(s\) match|matches of) ", re.M)
+# A block's own report that its search failed ("No 'line' parameter found in ..."), and
+# grep's: the same failure as an empty result (dev seed 2, codeqa 32k).
+_SAYS_NOT_FOUND = re.compile(
+    r"^(grep: no line|no\b.{0,80}\b(found|matche[sd]|match)\b|.{0,80}\bnot found\b)"
+)
 EMPTY_VALUES = {"0", "0.0", "[]", "{}", "()", "set()", "none", "no match", "''", '""'}
 
 
@@ -384,7 +389,7 @@ def hint(result: BlockResult) -> str | None:
     if not error and not result["timed_out"]:
         # The last value printed is usually the block's result.
         values = [v.strip().lower() for v in result["output"].splitlines() if v.strip()]
-        if values and (values[-1] in EMPTY_VALUES or values[-1].startswith("grep: no line")):
+        if values and (values[-1] in EMPTY_VALUES or _SAYS_NOT_FOUND.match(values[-1])):
             # Not "search for a word": a small model that had just seen the values in grep's
             # lines gave up when told its search had missed (dev seed 1, niah_multivalue 32k).
             return HINT_EMPTY_AFTER_HITS if _GREP_FOUND.search(result["output"]) else HINT_EMPTY
