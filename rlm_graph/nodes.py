@@ -24,7 +24,7 @@ from langgraph.errors import GraphBubbleUp
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import get_runtime
 
-from rlm_graph import approval, idle, prompts
+from rlm_graph import approval, idle, probes, prompts
 from rlm_graph.answers import accept, invalid_answer_message
 from rlm_graph.budget import BudgetExhausted
 from rlm_graph.compaction import compact, replacing
@@ -207,9 +207,7 @@ class Loop:
                 run,
                 state,
                 payloads=self.payloads,
-                handlers=lambda r: host_handlers(
-                    r, self.graph, self.models, self.payloads, self.extras
-                ),
+                handlers=self.handlers_of,
                 factory=self.executor_factory,
                 prelude=prelude(self.models.sub_chars(run.ctx)),
                 tools=self.extras.declared(run),
@@ -224,6 +222,7 @@ class Loop:
                 run.handlers.begin_block()
                 outcome = yield RunBlock(executor, code)
                 results.append(record_result(run, iteration, index, outcome))
+                yield from probes.look(executor, results[-1], code)
                 entries.append(entry_of(iteration, index, code, outcome, run.handlers.calls()))
                 if outcome.final_answer is not None:
                     break  # later blocks are skipped

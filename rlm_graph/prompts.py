@@ -267,6 +267,8 @@ def observation(
         tip = hint(r)
         if tip:
             body += f"\n{tip}"
+        if r.get("probe"):
+            body += f"\n{r['probe']}"
         parts.append(f"{head}\n{body if body.strip() else EMPTY_OUTPUT_HINT}")
     if rejected_final:
         # After a hint or an error the output shows no answer yet: do not invite one.

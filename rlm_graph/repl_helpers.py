@@ -22,13 +22,20 @@ class GrepLines(list):
     __str__ = __repr__
 
 
-def grep(pattern, text=None, context_lines=0, max_hits=20, ignore_case=True):
+def _text_of(text, alias):
+    """The text a helper works on: text, else its alias context=..., else the REPL's context."""
+    if text is not None:
+        return text
+    return alias if alias is not None else globals()["context"]
+
+
+def grep(pattern, text=None, context_lines=0, max_hits=20, ignore_case=True, context=None):
     """Print the lines of text (default: context) matching the regular expression pattern,
     with their line numbers and context_lines around each; in a long line (a text with few
-    line breaks), the part around each match. Returns the matching lines (a list)."""
+    line breaks), the part around each match. Returns the matching lines (a list).
+    context=... is another name for text (small models write grep(p, context=context))."""
     import re as _re
-    if text is None:
-        text = context
+    text = _text_of(text, context)
     if isinstance(text, (list, tuple)):
         text = "\\n".join(map(str, text))
     elif not isinstance(text, str):
@@ -76,11 +83,11 @@ def grep(pattern, text=None, context_lines=0, max_hits=20, ignore_case=True):
     return GrepLines(lines[i] for i in hits)
 
 
-def chunks(text=None, size={chunk_chars}):
+def chunks(text=None, size={chunk_chars}, context=None):
     """Split text (default: context) into pieces of at most size characters, cut at line
-    breaks where possible; a list is cut into groups of items of at most size characters."""
-    if text is None:
-        text = context
+    breaks where possible; a list is cut into groups of items of at most size characters.
+    context=... is another name for text."""
+    text = _text_of(text, context)
     if isinstance(text, (list, tuple)):
         out, cur, n = [], [], 0
         for item in text:

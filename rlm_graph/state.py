@@ -50,6 +50,8 @@ class BlockResult(TypedDict):
     timed_out: bool
     restarted: bool
     seconds: float
+    #: What :mod:`rlm_graph.probes` found in the data after a search that found nothing.
+    probe: NotRequired[str]
 
 
 class PayloadRef(TypedDict):

@@ -229,7 +229,7 @@ def grounded(answer: str, messages: list[Any]) -> bool:
     return answer.strip().strip(".").lower() in seen.lower()
 
 
-_RESULT_FIELDS = tuple(k for k in BlockResult.__annotations__ if k != "index")
+_RESULT_FIELDS = tuple(k for k in BlockResult.__annotations__ if k not in ("index", "probe"))
 
 
 def record_result(run: Run, iteration: int, index: int, outcome: BlockOutcome) -> BlockResult:

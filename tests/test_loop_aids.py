@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import BaseMessage
 
-from rlm_graph import build_graph, prompts
+from rlm_graph import build_graph, probes, prompts
 from rlm_graph.model_profile import SMALL_MODEL_TAG, readable_chars, window_tokens
 from tests.fakes import FakeChatModel, code, final, is_subcall, last_text, text_of, turn
 
@@ -306,3 +306,59 @@ def test_a_code_less_reply_sent_twice_gets_a_firmer_correction() -> None:
     assert last_text(seen[2]) == prompts.CORRECTION_REPEATED
     _, seen = _run([prose, "Thought: something else.", final("4417")])
     assert last_text(seen[2]) == prompts.CORRECTION
+
+
+def test_a_search_that_found_nothing_shows_where_its_words_occur() -> None:
+    # The demo's failure (dev seeds 202-204): a pattern built from a format line with
+    # placeholders printed 0, and the model re-ran it. The probe shows which words are real.
+    block = "import re\nprint(len(re.findall(r'<key> blue-fox \\w+ zzz', context)))"
+    _, seen = _run([code(block), code("print('_rlm_probe' in globals())"), final("4417")])
+    observation = last_text(seen[1])
+    assert "'key' 0 times" in observation and "'zzz' 0 times" in observation
+    assert "'blue' 3 times, e.g. 'k blue-fox code 4417'" in observation
+    assert "\\w" not in observation.split("occur in context:")[1]  # escapes are not words
+    assert "False" in last_text(seen[2])  # the probe leaves no name behind
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        "print(context.count('4417'))",  # a result
+        "grep('blue-fox')\nimport re\nprint(re.findall(r'blue-fox\\s+(\\d+)', context))",
+        "print(len([]))",  # nothing searched for: no words to look up
+    ],
+)
+def test_no_probe_without_a_failed_search_with_words(block: str) -> None:
+    _, seen = _run([code(block), final("4417")])
+    assert "occur in context" not in last_text(seen[1])
+
+
+def test_the_probe_finds_words_in_code_order_without_regex_escapes() -> None:
+    code_ = "import re\nn = re.findall(r'\\bERROR\\s+\\[payment\\]', context)\nprint(n, 'ERROR')"
+    assert probes.words_of(code_) == ["ERROR", "payment"]
+    assert probes.words_of("print('a1 b2 c3 d4 e5 f6 g7 h8'.split(' '))") == []  # under 3 chars
+    many = "x = '" + " ".join(f"word{i}" for i in range(9)) + "'"
+    assert probes.words_of(many) == [f"word{i}" for i in range(probes.MAX_WORDS)]
+    assert probes.words_of("print('unclosed") == [] and probes.probe_code("x = 1") is None
+
+
+def test_the_probe_shows_the_part_of_a_long_line_around_the_word(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    probe = probes.probe_code("print('needle')")
+    assert probe is not None
+    exec(probe, {"context": "x" * 5000 + " needle " + "y" * 5000})  # the sandbox runs it so
+    shown = capsys.readouterr().out
+    assert "'needle' 1 times, e.g. 'xxx" in shown and "needle yyy" in shown
+    assert len(shown) < 2 * probes.LINE_CHARS
+
+
+def test_grep_and_chunks_take_context_as_another_name_for_text() -> None:
+    # A 1.5B model wrote grep("ERROR payment", context=context) and got a TypeError (demo,
+    # dev seed 201).
+    block = (
+        "grep('blue', context='a blue sky\\nno')\nprint(len(chunks(context='abc\\n' * 9, size=8)))"
+    )
+    _, seen = _run([code(block), final("4417")])
+    observation = last_text(seen[1])
+    assert "1: a blue sky" in observation and "\n5" in observation
