@@ -47,6 +47,14 @@ def grep(pattern, text=None, context_lines=0, max_hits=20, ignore_case=True, con
         rx = _re.compile(_re.escape(pattern), flags)
     lines = text.splitlines()
     hits = [i for i, line in enumerate(lines) if rx.search(line)]
+    if not hits and rx.pattern != _re.escape(pattern):
+        # A small model passes text with brackets as a pattern: "ERROR [payment]" is a
+        # character class and matches nothing (the demo, dev seed 202).
+        plain = _re.compile(_re.escape(pattern), flags)
+        hits = [i for i, line in enumerate(lines) if plain.search(line)]
+        if hits:
+            print(f"grep: {pattern!r} matches no line as a regular expression; as plain text:")
+            rx = plain
     if not hits:
         print(f"grep: no line matches {pattern!r}")
         return GrepLines()

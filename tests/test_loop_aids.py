@@ -362,3 +362,22 @@ def test_grep_and_chunks_take_context_as_another_name_for_text() -> None:
     _, seen = _run([code(block), final("4417")])
     observation = last_text(seen[1])
     assert "1: a blue sky" in observation and "\n5" in observation
+
+
+def test_grep_falls_back_to_plain_text_when_the_pattern_matches_nothing() -> None:
+    log = "t1 ERROR [payment] a\nt2 ERROR [auth] b\nt3 INFO [payment] c"
+    block = (
+        f"text = {log!r}\n"
+        "print(len(grep('ERROR [payment]', text)))\n"  # a character class as a regex
+        "print(len(grep('ERROR .[ap]', text)))\n"  # a class that matches: used as a regex
+        "print(len(grep('ERROR [x]', text)))"  # neither
+    )
+    _, seen = _run([code(block), final("4417")])
+    observation = last_text(seen[1])
+    assert "'ERROR [payment]' matches no line as a regular expression; as plain text:" in (
+        observation
+    )
+    assert "1: t1 ERROR [payment] a" in observation
+    assert observation.count("as plain text") == 1
+    assert "grep: 2 line(s) match 'ERROR .[ap]'" in observation
+    assert "grep: no line matches 'ERROR [x]'" in observation
