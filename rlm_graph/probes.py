@@ -57,7 +57,10 @@ finally:
 
 
 def wants_probe(result: BlockResult) -> bool:
-    """Whether the block's result is a search that found nothing (the hints say which)."""
+    """Whether the block's result is a search that found nothing (the hints say which) and the
+    run goes on: after a final answer no observation is written, so a probe would be wasted."""
+    if result["final_answer"] is not None:
+        return False
     return prompts.hint(result) in (prompts.HINT_EMPTY, prompts.HINT_NO_MATCH)
 
 
