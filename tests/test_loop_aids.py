@@ -11,6 +11,7 @@ from langchain_core.messages import BaseMessage
 
 from rlm_graph import build_graph, probes, prompts
 from rlm_graph.model_profile import SMALL_MODEL_TAG, readable_chars, window_tokens
+from rlm_graph.state import BlockResult
 from tests.fakes import FakeChatModel, code, final, is_subcall, last_text, text_of, turn
 
 
@@ -381,3 +382,13 @@ def test_grep_falls_back_to_plain_text_when_the_pattern_matches_nothing() -> Non
     assert observation.count("as plain text") == 1
     assert "grep: 2 line(s) match 'ERROR .[ap]'" in observation
     assert "grep: no line matches 'ERROR [x]'" in observation
+
+
+def test_no_probe_after_a_block_that_gave_its_final_answer() -> None:
+    # No observation follows a final answer, so a probe there would run for no one to read.
+    empty = BlockResult(
+        index=0, output="0\n", output_chars=2, error=None, final_answer=None,
+        timed_out=False, restarted=False, seconds=0.0,
+    )  # fmt: skip
+    assert probes.wants_probe(empty)
+    assert not probes.wants_probe({**empty, "final_answer": "0"})
