@@ -367,7 +367,7 @@ HINT_EMPTY_AFTER_HITS = (
     "those lines, or rewrite the pattern with the exact words that stand around the value there."
 )
 # The first line grep() prints when it found something (rlm_graph.repl_helpers).
-_GREP_FOUND = re.compile(r"^grep: [\d,]+ (?:line\(s\) match|matches of) ", re.M)
+_GREP_FOUND = re.compile(r"^grep: [\d,]+ (?:line\(s\) match|matches of|match\(es\) near) ", re.M)
 # A block's own report that its search failed ("No 'line' parameter found in ..."), and
 # grep's: the same failure as an empty result (dev seed 2, codeqa 32k).
 _SAYS_NOT_FOUND = re.compile(

@@ -57,7 +57,7 @@ def grep(pattern, text=None, context_lines=0, max_hits=20, ignore_case=True, con
             rx = plain
     if not hits:
         print(f"grep: no line matches {pattern!r}")
-        return GrepLines()
+        return _grep_words(pattern, text, lines, max_hits)
     # The count first: a small model read a line number shown below as the answer to "how
     # many" when the count came only after the lines.
     if any(len(lines[i]) > 300 for i in hits):  # long lines are shown match by match
@@ -89,6 +89,58 @@ def grep(pattern, text=None, context_lines=0, max_hits=20, ignore_case=True, con
         # "15" from a "15 more not shown" line (dev seed 1, oolong_agg 32k).
         print(f"grep: {total:,} in all; the first {max_hits} are shown above")
     return GrepLines(lines[i] for i in hits)
+
+
+_COMMON = frozenset("the and for with from that this what which how many much are was were "
+                   "has have had its into than then there their they not any all each".split())
+
+
+def _grep_words(pattern, text, lines, max_hits):
+    """After a phrase matched nothing: the places holding every word of it that occurs
+    somewhere (a line, or in a long line the 400 characters around its rarest word). A small
+    model greps the question's wording ("ERROR service payment", "special magic number for
+    k"); the data words it differently, and the model re-sent the same search when told only
+    that it found nothing (the demo, dev seeds 202-204)."""
+    import re as _re
+    words = []
+    for w in _re.findall(r"[A-Za-z0-9][\\w-]*", _re.sub(r"\\\\[A-Za-z]", " ", pattern)):
+        if len(w) >= 3 and w.lower() not in _COMMON and w.lower() not in [x.lower() for x in words]:
+            words.append(w)
+    rx = {w: _re.compile(r"(?<![\\w-])" + _re.escape(w), _re.IGNORECASE) for w in words}
+    counts = {w: sum(1 for _ in rx[w].finditer(text)) for w in words}
+    found = [w for w in words if counts[w]]
+    missing = [w for w in words if not counts[w]]
+    if len(found) < 2:
+        return GrepLines()
+    rare = min(found, key=lambda w: counts[w])
+    places = []
+    if any(len(line) > 300 for line in lines):
+        for m in rx[rare].finditer(text):
+            near = text[max(0, m.start() - 200):m.end() + 200]
+            if all(rx[w].search(near) for w in found):
+                shown = text[max(0, m.start() - 120):m.end() + 120]
+                places.append("..." + " ".join(shown.split()) + "...")
+        unit = "place(s)"
+    else:
+        places = [line for line in lines if all(rx[w].search(line) for w in found)]
+        unit = "line(s)"
+    names = ", ".join(repr(w) for w in found)
+    if missing:
+        print(f"grep: {', '.join(repr(w) for w in missing)} is in no line")
+    if not places:
+        print(f"grep: no {unit[:-3]} holds all of {names}")  # line / place
+        return GrepLines()
+    more = f"; the first {max_hits} are shown" if len(places) > max_hits else ""
+    # Worded as grep's own count line, so the hints know that grep found lines.
+    if unit == "line(s)":
+        print(f"grep: {len(places):,} line(s) match all of {names}{more}")
+    else:
+        print(f"grep: {len(places):,} match(es) near each other of all of {names}{more}")
+    for place in places[:max_hits]:
+        print(place[:300])
+    if len(places) > max_hits:
+        print(f"grep: {len(places):,} in all; the first {max_hits} are shown above")
+    return GrepLines(places)
 
 
 def chunks(text=None, size={chunk_chars}, context=None):

@@ -392,3 +392,61 @@ def test_no_probe_after_a_block_that_gave_its_final_answer() -> None:
     )  # fmt: skip
     assert probes.wants_probe(empty)
     assert not probes.wants_probe({**empty, "final_answer": "0"})
+
+
+def _grep_output(text: str, pattern: str) -> tuple[str, list[str]]:
+    import contextlib
+    import io
+
+    from rlm_graph.repl_helpers import prelude
+
+    namespace: dict[str, Any] = {"context": text}
+    exec(prelude(100), namespace)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        hits = namespace["grep"](pattern)
+    return out.getvalue(), list(hits)
+
+
+def test_grep_of_a_phrase_found_nowhere_shows_the_lines_holding_its_words() -> None:
+    # A 1.5B model greps the question's wording ("ERROR service payment"); told only that no
+    # line matched, it re-sent the same search (the demo, dev seeds 202-204).
+    log = "t1 ERROR [payment] a\nt2 ERROR [auth] b\nt3 INFO [payment] c\nt4 ERROR [payment] d"
+    shown, hits = _grep_output(log, "ERROR service payment")
+    assert shown.splitlines() == [
+        "grep: no line matches 'ERROR service payment'",
+        "grep: 'service' is in no line",
+        "grep: 2 line(s) match all of 'ERROR', 'payment'",
+        "t1 ERROR [payment] a",
+        "t4 ERROR [payment] d",
+    ]
+    assert hits == ["t1 ERROR [payment] a", "t4 ERROR [payment] d"]
+    # grep found lines: an empty result after it points at them, not at another search
+    result = BlockResult(
+        index=0, output=shown + "0\n", output_chars=0, error=None, final_answer=None,
+        timed_out=False, restarted=False, seconds=0.0,
+    )  # fmt: skip
+    assert prompts.hint(result) == prompts.HINT_EMPTY_AFTER_HITS
+    # fewer than two of its words anywhere: nothing to show
+    shown, hits = _grep_output(log, "ERROR timestamp")
+    assert shown == "grep: no line matches 'ERROR timestamp'\n" and hits == []
+
+
+def test_grep_of_a_phrase_in_one_long_line_shows_its_words_near_each_other() -> None:
+    # Prose with no line breaks is one line holding every common word: only the words near
+    # the rarest one count ("special magic number for k" vs "...magic numbers for k is: 7").
+    filler = "the special offer of a magic show, number nine. " * 40
+    text = (
+        filler + "One of the special magic numbers for gold-fern is: 4417. " + filler
+        + "One of the special magic numbers for red-oak is: 9906. " + filler
+    )  # fmt: skip
+    shown, hits = _grep_output(text, "special magic number for gold-fern")
+    lines = shown.splitlines()
+    assert lines[1] == (
+        "grep: 1 match(es) near each other of all of 'special', 'magic', 'number', 'gold-fern'"
+    )
+    assert len(lines) == 3 and "gold-fern is: 4417" in lines[2] and "red-oak" not in lines[2]
+    assert len(hits) == 1
+    # regex escapes are not words of the phrase (\bERROR\b is the word ERROR)
+    shown, _ = _grep_output(text, r"\bspecial\b magic number for \bgold-fern\b")
+    assert "1 match(es) near each other of all of 'special', 'magic'" in shown
