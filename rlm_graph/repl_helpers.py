@@ -107,7 +107,9 @@ def _grep_words(pattern, text, lines, max_hits):
         if len(w) >= 3 and w.lower() not in _COMMON and w.lower() not in [x.lower() for x in words]:
             words.append(w)
     rx = {w: _re.compile(r"(?<![\\w-])" + _re.escape(w), _re.IGNORECASE) for w in words}
-    counts = {w: sum(1 for _ in rx[w].finditer(text)) for w in words}
+    import itertools as _it
+    # Counted up to a cap: only the rarest word matters, and a 100 MB text is long to scan.
+    counts = {w: sum(1 for _ in _it.islice(rx[w].finditer(text), 10_000)) for w in words}
     found = [w for w in words if counts[w]]
     missing = [w for w in words if not counts[w]]
     if len(found) < 2:
