@@ -66,7 +66,7 @@ def grep(pattern, text=None, context_lines=0, max_hits=20, ignore_case=True, con
     else:
         total = len(hits)
         what = f"{total:,} line(s) match {pattern!r}"
-    print(f"grep: {what}" + (f"; the first {max_hits} are shown" if total > max_hits else ""))
+    _say_count(what, total, max_hits)
     shown, printed = set(), 0
     for i in hits:
         if printed >= max_hits:
@@ -84,11 +84,21 @@ def grep(pattern, text=None, context_lines=0, max_hits=20, ignore_case=True, con
                 shown.add(j)
                 print(f"{j + 1}: {lines[j][:300]}")
         printed += 1
-    if total > max_hits:
-        # The total again, not the number left out: a small model answered "how many" with
-        # "15" from a "15 more not shown" line (dev seed 1, oolong_agg 32k).
-        print(f"grep: {total:,} in all; the first {max_hits} are shown above")
+    _say_total(total, max_hits)
     return GrepLines(lines[i] for i in hits)
+
+
+def _say_count(what, total, max_hits):
+    """grep's first line: the count, before any line (hints look for it: prompts._GREP_FOUND)."""
+    print(f"grep: {what}" + (f"; the first {max_hits} are shown" if total > max_hits else ""))
+
+
+def _say_total(total, max_hits):
+    """grep's last line when not all were shown: the total again, not the number left out (a
+    small model answered "how many" with "15" from a "15 more not shown" line, dev seed 1,
+    oolong_agg 32k)."""
+    if total > max_hits:
+        print(f"grep: {total:,} in all; the first {max_hits} are shown above")
 
 
 _COMMON = frozenset("the and for with from that this what which how many much are was were "
@@ -115,33 +125,28 @@ def _grep_words(pattern, text, lines, max_hits):
     if len(found) < 2:
         return GrepLines()
     rare = min(found, key=lambda w: counts[w])
-    places = []
-    if any(len(line) > 300 for line in lines):
+    long_lines = any(len(line) > 300 for line in lines)
+    if long_lines:
+        places = []
         for m in rx[rare].finditer(text):
             near = text[max(0, m.start() - 200):m.end() + 200]
             if all(rx[w].search(near) for w in found):
                 shown = text[max(0, m.start() - 120):m.end() + 120]
                 places.append("..." + " ".join(shown.split()) + "...")
-        unit = "place(s)"
     else:
         places = [line for line in lines if all(rx[w].search(line) for w in found)]
-        unit = "line(s)"
     names = ", ".join(repr(w) for w in found)
     if missing:
         print(f"grep: {', '.join(repr(w) for w in missing)} is in no line")
     if not places:
-        print(f"grep: no {unit[:-3]} holds all of {names}")  # line / place
+        print(f"grep: no {'place' if long_lines else 'line'} holds all of {names}")
         return GrepLines()
-    more = f"; the first {max_hits} are shown" if len(places) > max_hits else ""
     # Worded as grep's own count line, so the hints know that grep found lines.
-    if unit == "line(s)":
-        print(f"grep: {len(places):,} line(s) match all of {names}{more}")
-    else:
-        print(f"grep: {len(places):,} match(es) near each other of all of {names}{more}")
+    where = "match(es) near each other of" if long_lines else "line(s) match"
+    _say_count(f"{len(places):,} {where} all of {names}", len(places), max_hits)
     for place in places[:max_hits]:
         print(place[:300])
-    if len(places) > max_hits:
-        print(f"grep: {len(places):,} in all; the first {max_hits} are shown above")
+    _say_total(len(places), max_hits)
     return GrepLines(places)
 
 
