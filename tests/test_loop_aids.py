@@ -447,6 +447,11 @@ def test_grep_of_a_phrase_in_one_long_line_shows_its_words_near_each_other() -> 
     )
     assert len(lines) == 3 and "gold-fern is: 4417" in lines[2] and "red-oak" not in lines[2]
     assert len(hits) == 1
+    result = BlockResult(
+        index=0, output=shown + "no match\n", output_chars=0, error=None, final_answer=None,
+        timed_out=False, restarted=False, seconds=0.0,
+    )  # fmt: skip
+    assert prompts.hint(result) == prompts.HINT_EMPTY_AFTER_HITS
     # regex escapes are not words of the phrase (\bERROR\b is the word ERROR)
     shown, _ = _grep_output(text, r"\bspecial\b magic number for \bgold-fern\b")
     assert "1 match(es) near each other of all of 'special', 'magic'" in shown
