@@ -81,6 +81,14 @@ class Context:
         "is known.",
         _at_least(1),
     )
+    dead_end_retries: int | None = setting(
+        None,
+        "Times per run a reply whose search found nothing (an empty result, no match) is "
+        "asked again without that attempt in view, sampled at a low temperature: a small model "
+        "shown its failed code re-sends it. Empty = 1 for small models (the compact prompt), 0 "
+        "for others.",
+        _at_least(0, optional=True),
+    )
     exec_timeout: float = setting(
         60.0,
         "Seconds one code block may run (waiting on sub-calls excluded).",

@@ -24,6 +24,7 @@ EventName = Literal[
     "subcall_start",
     "subcall_end",
     "compaction",
+    "dead_end",
     "final",
     "run_end",
 ]
@@ -117,6 +118,13 @@ class CompactionEvent(BaseEvent):
     seconds: float
 
 
+class DeadEndEvent(BaseEvent):
+    """The iteration's search found nothing: its reply leaves the history and the next call
+    samples (:mod:`rlm_graph.dead_ends`); its blocks stay in the REPL."""
+
+    retries_left: int
+
+
 class FinalEvent(BaseEvent):
     """The run produced its answer."""
 
@@ -142,6 +150,7 @@ EVENT_TYPES: dict[str, type[BaseEvent]] = {
     "subcall_start": SubcallStartEvent,
     "subcall_end": SubcallEndEvent,
     "compaction": CompactionEvent,
+    "dead_end": DeadEndEvent,
     "final": FinalEvent,
     "run_end": RunEndEvent,
 }

@@ -24,7 +24,7 @@ from langgraph.errors import GraphBubbleUp
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import get_runtime
 
-from rlm_graph import approval, idle, probes, prompts
+from rlm_graph import approval, dead_ends, idle, probes, prompts
 from rlm_graph.answers import accept, invalid_answer_message
 from rlm_graph.budget import BudgetExhausted
 from rlm_graph.compaction import compact, replacing
@@ -98,8 +98,7 @@ class Loop:
     def live(self, state: State) -> Run:
         """The run's live objects; re-opened when this process has none (a run resumed from a
         checkpoint elsewhere gets a fresh budget and, at its next block, a fresh executor)."""
-        run = self.runs.find(state["run_id"])
-        if run is not None:
+        if (run := self.runs.find(state["run_id"])) is not None:
             return run
         run = self.runs.open(state["run_id"], get_config(), self.settings())
         spent = state.get("tree_spent")
@@ -151,9 +150,9 @@ class Loop:
         compact = use_compact_prompt(ctx.prompt_style, root_model)
         sub_chars = self.models.sub_chars(ctx)
         system = system_for(run, ctx, compact, sub_chars, self.extras.prompt_args(run))
-        # A small model's guessed answer is questioned once (the compact prompt's audience).
-        user = follow.user_prompt
-        fresh = fresh_state(run.info.run_id, system, query, info, user, check_answers=compact)
+        # Small models (the compact prompt): a guess questioned once, a dead end asked again.
+        retries = dead_ends.allowed(ctx.dead_end_retries, compact)
+        fresh = fresh_state(run_id, system, query, info, follow.user_prompt, compact, retries)
         return {**update, **fresh, **tree_spent(run)}
 
     def think(self, state: State) -> Body:
@@ -166,6 +165,7 @@ class Loop:
             run, iteration, messages, root, self.models.sub(run.ctx)
         )
         began = time.monotonic()
+        root = dead_ends.sampled(root, iteration) if state.get("resample") else root
         try:
             reply, usage = yield ModelCall(run.budget, root, compacted or messages, run.ctx)
         except BudgetExhausted as exc:
@@ -240,12 +240,14 @@ class Loop:
         done = next((r["final_answer"] for r in results if r["final_answer"] is not None), None)
         errors = state.get("answer_errors")
         if done is not None:
-            accepted = accept(
-                self.extras.schema_of(run), {"answer": done, "stopped_reason": "final_answer"}
-            )
+            schema = self.extras.schema_of(run)
+            accepted = accept(schema, {"answer": done, "stopped_reason": "final_answer"})
             if "answer" in accepted:
                 return {**accepted, "results": []}
             errors = accepted["answer_errors"]
+        best = state["premature_answer"] or last_output(results) or state.get("best_answer")
+        if not errors and dead_ends.ask_again(state, run.ctx, run.budget):
+            return dead_ends.unseen(run, state, best)
         if errors:
             message = invalid_answer_message(errors, state["iterations"], run.ctx.max_iterations)
         elif not state["code_blocks"]:
@@ -260,7 +262,6 @@ class Loop:
             )
         if state.get("replay_note"):
             message = f"{state['replay_note']}\n\n{message}"
-        best = state["premature_answer"] or last_output(results) or state.get("best_answer")
         update: dict[str, Any] = {
             "messages": [HumanMessage(message)],
             "results": [],

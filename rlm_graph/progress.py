@@ -72,6 +72,7 @@ class _TracedIteration:
     children: list[str] = field(default_factory=list)
     #: The compaction before this iteration's model call, if any (its event's fields).
     compaction: dict[str, Any] | None = None
+    dead_end: bool = False
 
     def output_chars(self) -> int:
         return sum(int(b.get("output_chars") or 0) for b in self.blocks.values())
@@ -92,7 +93,19 @@ class _TracedIteration:
             "subcalls": list(self.subcalls.values()),
             "children": [runs[c].to_json(runs) for c in self.children if c in runs],
             "compaction": self.compaction,
+            "dead_end": self.dead_end,
         }
+
+
+_OBSERVATION_KEYS = (
+    "index",
+    "output",
+    "output_chars",
+    "error",
+    "seconds",
+    "timed_out",
+    "restarted",
+)
 
 
 @dataclass
@@ -195,20 +208,7 @@ class TraceBuilder:
             block.update(index=int(event.get("index") or 0), code=event.get("code", ""))
         elif kind == "observation":
             block = run.current(number, t).blocks.setdefault(int(event.get("index") or 0), {})
-            block.update(
-                {
-                    k: event.get(k)
-                    for k in (
-                        "index",
-                        "output",
-                        "output_chars",
-                        "error",
-                        "seconds",
-                        "timed_out",
-                        "restarted",
-                    )
-                }
-            )
+            block.update({k: event.get(k) for k in _OBSERVATION_KEYS})
         elif kind in ("subcall_start", "subcall_end"):
             call_id = str(event.get("call_id"))
             it = run.current(number, t)
@@ -222,6 +222,8 @@ class TraceBuilder:
                 k: event.get(k)
                 for k in ("tokens_before", "tokens_after", "window_tokens", "summary", "seconds")
             }
+        elif kind == "dead_end":
+            run.current(number, t).dead_end = True
         elif kind == "final":
             run.answer = event.get("answer")
             run.stopped_reason = event.get("stopped_reason")
@@ -327,6 +329,12 @@ class PlainProgress(Progress):
                 event,
                 f"compaction: history {event.get('tokens_before')} → "
                 f"{event.get('tokens_after')} tok (window {event.get('window_tokens')})",
+            )
+        elif kind == "dead_end":
+            self._line(
+                event,
+                "dead end: the search found nothing; asked again without it in view "
+                f"({event.get('retries_left')} retries left)",
             )
         elif kind == "final":
             self._line(
@@ -458,6 +466,8 @@ class LiveTree(Progress):
                 parts.append(f"→ {it.output_chars()} chars")
             if it.errors():
                 parts.append(f"[red]{it.errors()} error(s)[/red]")
+        if it.dead_end:
+            parts.append("[yellow]dead end, asked again[/yellow]")
         if it.has_final and not it.blocks:
             parts.append("[green]final answer[/green]")
         if it.usage:

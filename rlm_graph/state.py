@@ -193,6 +193,10 @@ class State(InputState, OutputState):
     #: and whether the run already did.
     check_answers: NotRequired[bool]
     answer_checked: NotRequired[bool]
+    #: Dead ends the run may still ask again, and whether the next model call samples
+    #: (rlm_graph.dead_ends).
+    dead_ends_left: NotRequired[int]
+    resample: NotRequired[bool]
     #: The direct strategy: one call with the whole payload, no REPL.
     direct: NotRequired[bool]
     #: The payload's reference; the payload itself is in the store (never in state).

@@ -32,8 +32,8 @@ def fresh_state(
     query: str,
     payload: Any,
     user: str | None = None,
-    *,
     check_answers: bool = False,
+    dead_ends: int = 0,
 ) -> dict[str, Any]:
     """The loop's state at the start of a run (a thread's earlier run is not this one's);
     ``user`` replaces the first user message (a follow-up's)."""
@@ -57,6 +57,8 @@ def fresh_state(
         "feedback": None,
         "answer_checked": False,
         "check_answers": check_answers,
+        "dead_ends_left": dead_ends,
+        "resample": False,
         "direct": False,
         "error": None,
     }
@@ -162,6 +164,7 @@ def reply_update(
         "usage": add_usage(state["usage"], usage),
         "code_blocks": parsed.code_blocks,
         "feedback": None,
+        "resample": False,
     }
     if state.get("direct"):  # the direct strategy: the one reply is the answer
         answer = (final or text).strip() or "(the model gave no answer)"

@@ -375,8 +375,9 @@ def test_nested_stream_namespaces_and_event_shapes() -> None:
     assert set(EVENT_TYPES["observation"].__required_keys__) >= {"output_chars", "timed_out"}
     for ev in evs:
         assert set(ev) == set(EVENT_TYPES[ev["event"]].__required_keys__), ev
-    # compaction needs a long run: its shape is checked in tests/test_compaction.py.
-    assert {e["event"] for e in evs} == set(EVENT_TYPES) - {"compaction"}
+    # compaction needs a long run, dead_end a failed search: their shapes are checked in
+    # tests/test_compaction.py and tests/test_dead_ends.py.
+    assert {e["event"] for e in evs} == set(EVENT_TYPES) - {"compaction", "dead_end"}
     root = next(e for e in evs if e["event"] == "run_start" and e["depth"] == 0)
     child = next(e for e in evs if e["event"] == "run_start" and e["depth"] == 1)
     assert root["parent_run_id"] is None and child["parent_run_id"] == root["run_id"]

@@ -18,7 +18,7 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import AIMessageChunk
 
 import rlm_graph.local as local_pkg
-from rlm_graph import models
+from rlm_graph import dead_ends, models
 from rlm_graph.models import (
     LocalModelUnavailableError,
     MissingAPIKeyError,
@@ -391,3 +391,26 @@ def test_local_errors_before_any_call(monkeypatch: pytest.MonkeyPatch, tmp_path:
         resolve_model("local")
     assert "uv sync --extra local" in str(info.value)
     assert "xllamacpp" in str(info.value)
+
+
+def test_a_dead_ends_sampled_call_reaches_each_provider(
+    fake_server: _FakeServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The retry after a dead end (rlm_graph.dead_ends) samples: the request carries the
+    temperature, and the seed where the provider takes one; the original model stays greedy."""
+    spec, _ = _local_served_by(fake_server, monkeypatch, tmp_path)
+    monkeypatch.setenv("GROQ_API_KEY", "gsk-test")
+    monkeypatch.setenv("GROQ_API_BASE", fake_server.url)
+    monkeypatch.setenv("OLLAMA_HOST", fake_server.url)
+    for model_spec in (spec, "groq/llama-3.3-70b-versatile", "ollama/qwen2.5-coder:1.5b"):
+        model = resolve_model(model_spec)
+        assert dead_ends.sampled(model, 7).invoke("again").content == REPLY
+        model.invoke("greedy")
+    local, local_after, groq, groq_after, ollama, ollama_after = fake_server.requests
+    assert (local["temperature"], local["seed"]) == (dead_ends.TEMPERATURE, 7)
+    assert local_after["temperature"] == 0 and "seed" not in local_after
+    assert groq["temperature"] == dead_ends.TEMPERATURE
+    assert groq_after["temperature"] != dead_ends.TEMPERATURE
+    assert ollama["options"]["temperature"] == dead_ends.TEMPERATURE
+    assert ollama["options"]["seed"] == 7
+    assert ollama_after.get("options", {}).get("temperature") != dead_ends.TEMPERATURE

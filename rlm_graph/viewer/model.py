@@ -46,6 +46,7 @@ def _iteration(it: Mapping[str, Any]) -> dict[str, Any]:
         "tokens": tokens_of(it.get("usage")),
         "usage": it.get("usage") or {},
         "has_final": bool(it.get("has_final")),
+        "dead_end": bool(it.get("dead_end")),
         "blocks": [_block(b) for b in it.get("code_blocks") or []],
         "subcalls": list(it.get("subcalls") or []),
         "children": [c.get("run_id") for c in it.get("children") or []],

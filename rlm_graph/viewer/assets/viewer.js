@@ -199,6 +199,7 @@
       if (errs) h.appendChild(badge(errs + " error(s)", "err"));
       if (it.subcalls.length) h.appendChild(badge(it.subcalls.length + " sub-call(s)"));
       if (it.has_final) h.appendChild(badge("final answer", "ok"));
+      if (it.dead_end) h.appendChild(badge("dead end: asked again unseen", "err"));
       h.appendChild(badge(it.tokens + " tok"));
       h.appendChild(badge("model " + secs(it.model_seconds)));
     }, function (body) { iterBody(body, it); });

@@ -1,0 +1,82 @@
+"""Dead ends: a reply whose search found nothing is asked again, unseen, with sampling.
+
+A small model shown its own failed block re-sends it word for word, whatever the observation
+under it says (hints, probes, a repeated-code notice; BENCHMARKS.md, issue 12). Asked again
+from the state before that reply, greedy decoding would write the same block, so the retry
+samples at a low temperature: on the demo's dev seeds, 0.4 never gave the failed pattern back
+in 12 samples, and 0.7 often broke the reply format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import RemoveMessage
+
+from rlm_graph import prompts
+from rlm_graph.budget import Budget
+from rlm_graph.context import Context
+from rlm_graph.runs import Run
+from rlm_graph.state import BlockResult, State
+
+TEMPERATURE = 0.4
+_NOTHING_FOUND = (prompts.HINT_EMPTY, prompts.HINT_NO_MATCH)
+
+
+def allowed(setting: int | None, compact: bool) -> int:
+    """Retries a run may use: the setting, or by default 1 for small models and 0 otherwise."""
+    if setting is not None:
+        return setting
+    return 1 if compact else 0
+
+
+def found_nothing(results: Sequence[BlockResult]) -> bool:
+    """Whether a block's search found nothing (the hint for an empty result or a None match)."""
+    return any(prompts.hint(r) in _NOTHING_FOUND for r in results)
+
+
+def sampled(model: BaseChatModel, seed: int) -> BaseChatModel:
+    """``model`` sampling at :data:`TEMPERATURE` (seeded where the model takes a seed); a model
+    without a temperature field is returned as it is."""
+    fields = type(model).model_fields
+    update: dict[str, object] = {}
+    if "temperature" in fields:
+        update["temperature"] = TEMPERATURE
+    if "seed" in fields:
+        update["seed"] = seed
+    return model.model_copy(update=update) if update else model
+
+
+def ask_again(state: State, ctx: Context, budget: Budget) -> bool:
+    """Whether the reply just run is a dead end the run may ask again (retries, replies and
+    budget left; not after a REPL rebuild, whose note the next observation must carry)."""
+    return (
+        state.get("dead_ends_left", 0) > 0
+        and bool(state["code_blocks"])
+        and all(r["final_answer"] is None for r in state["results"])
+        and not state.get("replay_note")
+        and state["iterations"] < ctx.max_iterations
+        and not budget.exhausted()
+        and found_nothing(state["results"])
+    )
+
+
+def unseen(run: Run, state: State, best: str | None) -> dict[str, Any]:
+    """The update that takes the reply out of the history and has the next call sample. Its
+    blocks stay in the REPL and the journal (a rebuilt REPL replays them), and in the trace."""
+    reply = state["messages"][-1]
+    assert reply.id is not None  # add_messages gave it one
+    left = state.get("dead_ends_left", 0) - 1
+    run.emit("dead_end", state["iterations"], retries_left=left)
+    return {
+        "messages": [RemoveMessage(id=reply.id)],
+        "results": [],
+        "code_blocks": [],
+        "best_answer": best,
+        "answer_errors": None,
+        "premature_answer": None,
+        "dead_ends_left": left,
+        "resample": True,
+    }
