@@ -424,3 +424,25 @@ def test_ten_thousand_events_render(
         assert page.count(".node.run") == len(trace["root"]["iterations"]) * 4 + 1
     finally:
         page.close()
+
+
+@pytest.mark.browser
+def test_a_dead_end_is_marked_on_its_iteration(browser: Any, tmp_path: Path) -> None:
+    from rlm_graph import build_graph
+    from tests.fakes import final
+    from tests.test_dead_ends import HIT, MISS, _model
+
+    model = _model(greedy=[MISS, final("3")], sampled=[HIT, final("3")])
+    path = tmp_path / "dead_end.jsonl"
+    query = {"query": "How often does code 4417 occur?", "context": "code 4417\n" * 3}
+    with TraceWriter(path, {"query": query["query"]}) as writer:
+        for event in build_graph(model=model).stream(query, stream_mode="custom"):
+            writer.event(event)
+    page = Page(browser, write_page(tmp_path, load_trace(path)))
+    try:
+        page.page.click("#expand-all")
+        badges = page.page.locator(".node.iter .badge.err").all_inner_texts()
+        assert badges == ["dead end: asked again unseen"]
+        assert page.count(".node.iter") == 3  # the dead end's iteration is shown, with its block
+    finally:
+        page.close()
