@@ -22,7 +22,6 @@ from rlm_graph.runs import Run
 from rlm_graph.state import BlockResult, State
 
 TEMPERATURE = 0.4
-_NOTHING_FOUND = (prompts.HINT_EMPTY, prompts.HINT_NO_MATCH)
 
 
 def allowed(setting: int | None, compact: bool) -> int:
@@ -33,8 +32,8 @@ def allowed(setting: int | None, compact: bool) -> int:
 
 
 def found_nothing(results: Sequence[BlockResult]) -> bool:
-    """Whether a block's search found nothing (the hint for an empty result or a None match)."""
-    return any(prompts.hint(r) in _NOTHING_FOUND for r in results)
+    """Whether a block's search found nothing (:func:`rlm_graph.prompts.found_nothing`)."""
+    return any(prompts.found_nothing(r) for r in results)
 
 
 def sampled(model: BaseChatModel, seed: int) -> BaseChatModel:

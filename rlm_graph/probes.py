@@ -61,7 +61,7 @@ def wants_probe(result: BlockResult) -> bool:
     run goes on: after a final answer no observation is written, so a probe would be wasted."""
     if result["final_answer"] is not None:
         return False
-    return prompts.hint(result) in (prompts.HINT_EMPTY, prompts.HINT_NO_MATCH)
+    return prompts.found_nothing(result)
 
 
 def words_of(code: str) -> list[str]:

@@ -398,6 +398,12 @@ def hint(result: BlockResult) -> str | None:
     return None
 
 
+def found_nothing(result: BlockResult) -> bool:
+    """Whether the block was a search that found nothing: its hint is the one for an empty
+    result or a None match (not the one after grep found lines)."""
+    return hint(result) in (HINT_EMPTY, HINT_NO_MATCH)
+
+
 DIRECT_SYSTEM_PROMPT = (
     "Answer the question about the text you are given. Read all of it. Reply with one line "
     "starting 'Final Answer:' followed by the answer itself."
