@@ -32,13 +32,7 @@ class ParsedReply:
 
 def parse_reply(text: str) -> ParsedReply:
     """Split ``text`` into thought, runnable code blocks (in order) and final answer."""
-    text = _THINK_TAGS.sub("", text or "")
-    # A model that invents its own "Observation:" is hallucinating the REPL: ignore the rest.
-    for m in _OBSERVATION.finditer(text):
-        if not _inside(m.start(), _ANY_FENCE, text):
-            text = text[: m.start()]
-            break
-
+    text = _before_invented_observation(_THINK_TAGS.sub("", text or ""))
     code_blocks = [m.group("code") for m in _FENCE.finditer(text)]
     code_blocks = [c for c in code_blocks if c.strip()]
 
@@ -56,6 +50,28 @@ def parse_reply(text: str) -> ParsedReply:
     return ParsedReply(
         thought=" ".join(thought.split()), code_blocks=code_blocks, final_answer=final
     )
+
+
+def _before_invented_observation(text: str) -> str:
+    """``text`` up to an "Observation:" of its own: a model that writes one is inventing the
+    REPL's output, and the rest is not part of its reply."""
+    for m in _OBSERVATION.finditer(text):
+        if not _inside(m.start(), _ANY_FENCE, text):
+            return text[: m.start()]
+    return text
+
+
+def as_used(text: str) -> str:
+    """The reply as the loop used it, for the history: without an invented observation and,
+    when it has code, without anything after its last code block.
+
+    Text after the code is never used (an answer there is a guess made before the output). A
+    small model fills it with the results it expects ("After running this code, we find ...")
+    or with the loop's own feedback copied from the last observation, and, kept, reads it back
+    as fact or copies it into every later reply (issue 12, dev traces)."""
+    text = _before_invented_observation(text)
+    blocks = [m for m in _FENCE.finditer(text) if m.group("code").strip()]
+    return text[: blocks[-1].end()].rstrip() if blocks else text
 
 
 def drop_final_answer(text: str) -> str:

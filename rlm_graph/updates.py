@@ -21,7 +21,7 @@ from rlm_graph.events import THOUGHT_CHARS, preview
 from rlm_graph.executor import BlockOutcome
 from rlm_graph.model_calls import message_text
 from rlm_graph.model_profile import CHARS_PER_TOKEN, FULL_OUTPUT_CHARS
-from rlm_graph.parsing import drop_final_answer, parse_reply
+from rlm_graph.parsing import as_used, drop_final_answer, parse_reply
 from rlm_graph.runs import Run
 from rlm_graph.state import BlockResult, RouteState, State, Usage, add_usage, empty_usage
 
@@ -147,7 +147,8 @@ def reply_update(
 ) -> dict[str, Any]:
     """The state update for one model reply. A Final Answer written in the same reply as code
     is a guess made before the output existed: it is cut from the history (a small model
-    otherwise repeats it) and kept only as a fallback answer. An empty one is cut too."""
+    otherwise repeats it) and kept only as a fallback answer. An empty one is cut too, and so
+    is text after the reply's code (:func:`rlm_graph.parsing.as_used`)."""
     parsed = parse_reply(text)
     final = parsed.final_answer or None  # an empty "Final Answer:" is no answer
     run.emit(
@@ -179,7 +180,9 @@ def reply_update(
     premature = final is not None and bool(parsed.code_blocks)
     # An empty "Final Answer:" line goes too: kept, a small model copies it into every reply.
     empty = parsed.final_answer == ""
-    update["messages"] = [AIMessage(drop_final_answer(text) if premature or empty else text)]
+    update["messages"] = [
+        AIMessage(as_used(drop_final_answer(text) if premature or empty else text))
+    ]
     update["premature_answer"] = final
     if final is not None and not parsed.code_blocks:
         unchecked = state.get("check_answers") and not state.get("answer_checked")

@@ -209,6 +209,19 @@ def test_code_plus_final_answer_is_not_accepted() -> None:
     assert "99" not in text_of(history) and "Final Answer" not in text_of(history)
 
 
+def test_the_history_holds_a_reply_as_the_loop_used_it() -> None:
+    # Text after the code is the model's guess at the output, or the loop's feedback copied
+    # from the last observation: kept, a small model reads it back as fact and copies it on.
+    tail = "\nAfter running this, we find 12 lines.\n\nYour Final Answer was not accepted."
+    model = FakeChatModel(respond=scripted(code("print(7)") + tail, final("7")))
+    out = build_graph(model=model).invoke({"query": "q"})
+    assert out["answer"] == "7"
+    history = model.prompts[1][-2]
+    assert isinstance(history, AIMessage)
+    assert text_of(history) == code("print(7)").rstrip()
+    assert "12" not in "".join(text_of(m) for m in model.prompts[1])
+
+
 def test_repeated_code_is_pointed_out() -> None:
     model = FakeChatModel(
         respond=scripted(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rlm_graph.parsing import drop_final_answer, parse_reply
+from rlm_graph.parsing import as_used, drop_final_answer, parse_reply
 
 
 def test_thought_and_code_blocks_in_order() -> None:
@@ -77,3 +77,18 @@ def test_drop_final_answer_keeps_thought_and_code() -> None:
     assert drop_final_answer(inside) == inside
     dropped = parse_reply(drop_final_answer(before))
     assert dropped.final_answer is None and dropped.code_blocks == ["print(2)"]
+
+
+def test_as_used_keeps_a_reply_up_to_its_last_code_block() -> None:
+    code_part = "Thought: two looks\n```python\nprint(1)\n```\nthen\n```py\nprint(2)\n```"
+    expected = "After running this code, we find 3 lines.\n\n(4 replies left)"
+    assert as_used(code_part + "\n" + expected) == code_part
+    assert as_used(code_part) == code_part
+    # A reply without code is kept whole, up to an observation it invented.
+    assert as_used("Thought: done\nFinal Answer: 3") == "Thought: done\nFinal Answer: 3"
+    assert as_used("Thought: t\nObservation: 5\nmore") == "Thought: t\n"
+    # An invented observation inside the fence is code, a fence without code is not code.
+    inside = "```python\nprint('Observation: x')\n```"
+    assert as_used(inside + "\nObservation: x") == inside
+    assert as_used("```python\n\n```\nObservation: 1") == "```python\n\n```\n"
+    assert as_used("Thought: go\n```python\nprint(3)") == "Thought: go\n```python\nprint(3)"
