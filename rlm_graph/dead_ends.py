@@ -1,5 +1,4 @@
-"""Dead ends: a reply whose search found nothing, and none of whose words occur in the data,
-is asked again, unseen, with sampling.
+"""Dead ends: a reply whose search found nothing is asked again, unseen, with sampling.
 
 A small model shown its own failed block re-sends it word for word, whatever the observation
 under it says (hints, probes, a repeated-code notice; BENCHMARKS.md, issue 12). Asked again
@@ -16,7 +15,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import RemoveMessage
 
-from rlm_graph import probes, prompts
+from rlm_graph import prompts
 from rlm_graph.budget import Budget
 from rlm_graph.context import Context
 from rlm_graph.runs import Run
@@ -33,13 +32,8 @@ def allowed(setting: int | None, compact: bool) -> int:
 
 
 def found_nothing(results: Sequence[BlockResult]) -> bool:
-    """Whether a block's search found nothing (:func:`rlm_graph.prompts.found_nothing`) and
-    none of the words of its strings occur in the data.
-
-    When one does, the probe under the result shows a real line holding it, and that line can
-    be what the search was for: on the dev needles with several values, retrying such replies
-    hid a line holding a needle (mean 0.44, against 0.65 with the line kept in view)."""
-    return any(prompts.found_nothing(r) and not probes.shows_a_line(r) for r in results)
+    """Whether a block's search found nothing (:func:`rlm_graph.prompts.found_nothing`)."""
+    return any(prompts.found_nothing(r) for r in results)
 
 
 def sampled(model: BaseChatModel, seed: int) -> BaseChatModel:

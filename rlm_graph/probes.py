@@ -56,17 +56,6 @@ finally:
 """
 
 
-# What the probe prints after a word it found, before that word's line (see _PROBE).
-_LINE_SHOWN = " times, e.g. "
-
-
-def shows_a_line(result: BlockResult) -> bool:
-    """Whether the probe under ``result`` found a word of the block's strings in the data and
-    shows a line holding it. (The sandbox prints the probe, so a hostile worker can fake this;
-    all it decides is whether a small model is asked again.)"""
-    return _LINE_SHOWN in result.get("probe", "")
-
-
 def wants_probe(result: BlockResult) -> bool:
     """Whether the block's result is a search that found nothing (the hints say which) and the
     run goes on: after a final answer no observation is written, so a probe would be wasted."""

@@ -158,14 +158,3 @@ def test_an_empty_result_after_grep_found_lines_is_not_a_dead_end() -> None:
     _invoke(model)
     assert {t for t, _ in model.log} == {0.0}
     assert "grep found matching lines above" in last_text(model.prompts[1])
-
-
-def test_a_failed_search_whose_words_occur_stays_in_view() -> None:
-    # 'blue' occurs in the data: the probe shows a line holding it, which can be what the
-    # search was for, so the model reads it instead of being asked again.
-    near = code("import re\nprint(re.findall(r'blue (\\d+)', context))")
-    model = _model(greedy=[near, final("4417")], sampled=[HIT, final("3")])
-    assert _invoke(model)["answer"] == "4417"
-    assert {t for t, _ in model.log} == {0.0}
-    seen = last_text(model.prompts[1])
-    assert "'blue' 3 times, e.g. 'k blue-fox code 4417'" in seen
