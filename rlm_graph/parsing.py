@@ -62,14 +62,15 @@ def _before_invented_observation(text: str) -> str:
 
 
 def as_used(text: str) -> str:
-    """The reply as the loop used it, for the history: without an invented observation and,
-    when it has code, without anything after its last code block.
+    """The reply as the loop used it, for the history: without ``<think>`` parts (a reasoning
+    model's own guidance is to leave them out of the history), an invented observation and,
+    when it has code, anything after its last code block.
 
     Text after the code is never used (an answer there is a guess made before the output). A
     small model fills it with the results it expects ("After running this code, we find ...")
     or with the loop's own feedback copied from the last observation, and, kept, reads it back
     as fact or copies it into every later reply (issue 12, dev traces)."""
-    text = _before_invented_observation(text)
+    text = _before_invented_observation(_THINK_TAGS.sub("", text)).strip()
     blocks = [m for m in _FENCE.finditer(text) if m.group("code").strip()]
     return text[: blocks[-1].end()].rstrip() if blocks else text
 

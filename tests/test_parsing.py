@@ -86,9 +86,12 @@ def test_as_used_keeps_a_reply_up_to_its_last_code_block() -> None:
     assert as_used(code_part) == code_part
     # A reply without code is kept whole, up to an observation it invented.
     assert as_used("Thought: done\nFinal Answer: 3") == "Thought: done\nFinal Answer: 3"
-    assert as_used("Thought: t\nObservation: 5\nmore") == "Thought: t\n"
+    assert as_used("Thought: t\nObservation: 5\nmore") == "Thought: t"
     # An invented observation inside the fence is code, a fence without code is not code.
     inside = "```python\nprint('Observation: x')\n```"
     assert as_used(inside + "\nObservation: x") == inside
-    assert as_used("```python\n\n```\nObservation: 1") == "```python\n\n```\n"
+    assert as_used("```python\n\n```\nObservation: 1") == "```python\n\n```"
     assert as_used("Thought: go\n```python\nprint(3)") == "Thought: go\n```python\nprint(3)"
+    # What a reasoning model thought is not the reply: an "Observation:" there cuts nothing.
+    thinking = "<think>\nmaybe\nObservation: 3\n</think>\n"
+    assert as_used(thinking + code_part + "\nso 3") == code_part
