@@ -32,7 +32,7 @@ class ParsedReply:
 
 def parse_reply(text: str) -> ParsedReply:
     """Split ``text`` into thought, runnable code blocks (in order) and final answer."""
-    text = _before_invented_observation(_THINK_TAGS.sub("", text or ""))
+    text = _reply_part(text or "")
     code_blocks = [m.group("code") for m in _FENCE.finditer(text)]
     code_blocks = [c for c in code_blocks if c.strip()]
 
@@ -52,9 +52,10 @@ def parse_reply(text: str) -> ParsedReply:
     )
 
 
-def _before_invented_observation(text: str) -> str:
-    """``text`` up to an "Observation:" of its own: a model that writes one is inventing the
-    REPL's output, and the rest is not part of its reply."""
+def _reply_part(text: str) -> str:
+    """``text`` without ``<think>`` parts and up to an "Observation:" of its own: a model that
+    writes one is inventing the REPL's output, and the rest is not part of its reply."""
+    text = _THINK_TAGS.sub("", text)
     for m in _OBSERVATION.finditer(text):
         if not _inside(m.start(), _ANY_FENCE, text):
             return text[: m.start()]
@@ -70,7 +71,7 @@ def as_used(text: str) -> str:
     small model fills it with the results it expects ("After running this code, we find ...")
     or with the loop's own feedback copied from the last observation, and, kept, reads it back
     as fact or copies it into every later reply (issue 12, dev traces)."""
-    text = _before_invented_observation(_THINK_TAGS.sub("", text)).strip()
+    text = _reply_part(text).strip()
     blocks = [m for m in _FENCE.finditer(text) if m.group("code").strip()]
     return text[: blocks[-1].end()].rstrip() if blocks else text
 
