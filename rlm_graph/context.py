@@ -83,10 +83,10 @@ class Context:
     )
     dead_end_retries: int | None = setting(
         None,
-        "Times per run a reply whose search found nothing (an empty result, no match) is "
-        "asked again without that attempt in view, sampled at a low temperature: a small model "
-        "shown its failed code re-sends it. Empty = 1 for small models (the compact prompt), 0 "
-        "for others.",
+        "Times per run a dead end (a reply whose search found nothing, or with neither code "
+        "nor an answer) is asked again without that reply in view, sampled at a low "
+        "temperature: a small model shown such a reply sends it again. Empty = 1 for small "
+        "models (the compact prompt), 0 for others.",
         _at_least(0, optional=True),
     )
     exec_timeout: float = setting(

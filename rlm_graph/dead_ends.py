@@ -1,10 +1,11 @@
-"""Dead ends: a reply whose search found nothing is asked again, unseen, with sampling.
+"""Dead ends: a reply the loop could not use is asked again, unseen, with sampling.
 
-A small model shown its own failed block re-sends it word for word, whatever the observation
-under it says (hints, probes, a repeated-code notice; BENCHMARKS.md, issue 12). Asked again
-from the state before that reply, greedy decoding would write the same block, so the retry
-samples at a low temperature: on the demo's dev seeds, 0.4 never gave the failed pattern back
-in 12 samples, and 0.7 often broke the reply format.
+Two kinds: a reply whose search found nothing, and a reply with neither code nor an answer.
+A small model shown either sends it again nearly word for word, whatever the message under it
+says (hints, probes, a repeated-code notice, the correction; BENCHMARKS.md, issue 12). Asked
+again from the state before that reply, greedy decoding would write the same reply, so the
+retry samples at a low temperature: on the demo's dev seeds, 0.4 never gave the failed pattern
+back in 12 samples, and 0.7 often broke the reply format.
 """
 
 from __future__ import annotations
@@ -48,17 +49,26 @@ def sampled(model: BaseChatModel, seed: int) -> BaseChatModel:
     return model.model_copy(update=update) if update else model
 
 
+def unusable(state: State) -> bool:
+    """Whether the reply just run is a dead end: its code's search found nothing, or it had
+    neither code nor an answer (nor a Final Answer the loop refused with its own message: a
+    placeholder, a guess questioned once)."""
+    if not state["code_blocks"]:
+        return not state.get("feedback") and not state.get("answer_errors")
+    return all(r["final_answer"] is None for r in state["results"]) and found_nothing(
+        state["results"]
+    )
+
+
 def ask_again(state: State, ctx: Context, budget: Budget) -> bool:
     """Whether the reply just run is a dead end the run may ask again (retries, replies and
     budget left; not after a REPL rebuild, whose note the next observation must carry)."""
     return (
         state.get("dead_ends_left", 0) > 0
-        and bool(state["code_blocks"])
-        and all(r["final_answer"] is None for r in state["results"])
         and not state.get("replay_note")
         and state["iterations"] < ctx.max_iterations
         and not budget.exhausted()
-        and found_nothing(state["results"])
+        and unusable(state)
     )
 
 
@@ -68,7 +78,8 @@ def unseen(run: Run, state: State, best: str | None) -> dict[str, Any]:
     reply = state["messages"][-1]
     assert reply.id is not None  # add_messages gave it one
     left = state.get("dead_ends_left", 0) - 1
-    run.emit("dead_end", state["iterations"], retries_left=left)
+    reason = "found_nothing" if state["code_blocks"] else "no_code"
+    run.emit("dead_end", state["iterations"], retries_left=left, reason=reason)
     return {
         "messages": [RemoveMessage(id=reply.id)],
         "results": [],

@@ -119,10 +119,14 @@ class CompactionEvent(BaseEvent):
 
 
 class DeadEndEvent(BaseEvent):
-    """The iteration's search found nothing: its reply leaves the history and the next call
-    samples (:mod:`rlm_graph.dead_ends`); its blocks stay in the REPL."""
+    """The iteration's reply was a dead end (its search found nothing, or it had neither code
+    nor an answer): it leaves the history and the next call samples (:mod:`rlm_graph.dead_ends`);
+    its blocks stay in the REPL."""
 
     retries_left: int
+    #: ``"found_nothing"`` (the search found nothing) or ``"no_code"`` (neither code nor an
+    #: answer).
+    reason: str
 
 
 class FinalEvent(BaseEvent):

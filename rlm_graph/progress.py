@@ -274,6 +274,11 @@ class Progress:
 
 
 RUN_ID_CHARS = 6
+#: What a ``dead_end`` event's reason means, for the plain progress line.
+DEAD_END_REASONS = {
+    "found_nothing": "the search found nothing",
+    "no_code": "neither code nor an answer",
+}
 
 
 class PlainProgress(Progress):
@@ -333,8 +338,8 @@ class PlainProgress(Progress):
         elif kind == "dead_end":
             self._line(
                 event,
-                "dead end: the search found nothing; asked again without it in view "
-                f"({event.get('retries_left')} retries left)",
+                f"dead end: {DEAD_END_REASONS.get(str(event.get('reason')), 'unusable reply')}; "
+                f"asked again without it in view ({event.get('retries_left')} retries left)",
             )
         elif kind == "final":
             self._line(

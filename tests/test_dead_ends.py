@@ -139,7 +139,9 @@ def test_the_trace_progress_and_viewer_show_the_dead_end(tmp_path: Any) -> None:
             builder.add(event)
             progress.on_event(event)
     events = [e for e in load_trace(path)["events"] if e["event"] == "dead_end"]
-    assert [(e["iteration"], e["retries_left"]) for e in events] == [(1, 0)]
+    assert [(e["iteration"], e["retries_left"], e["reason"]) for e in events] == [
+        (1, 0, "found_nothing")
+    ]
     assert set(events[0]) == set(EVENT_TYPES["dead_end"].__required_keys__)
     assert "dead end: the search found nothing" in lines.getvalue()
     tree = builder.tree()
@@ -158,3 +160,25 @@ def test_an_empty_result_after_grep_found_lines_is_not_a_dead_end() -> None:
     _invoke(model)
     assert {t for t, _ in model.log} == {0.0}
     assert "grep found matching lines above" in last_text(model.prompts[1])
+
+
+def test_a_reply_with_neither_code_nor_an_answer_is_asked_again_unseen() -> None:
+    # Greedy, the model sends the same prose again whatever the correction says (dev traces:
+    # the last hint copied as the reply, four times in a row); sampled, it writes code.
+    prose = "Thought: the last result is empty; read the answer from the lines above."
+    model = _model(greedy=[prose, final("3")], sampled=[HIT, final("3")])
+    out = _invoke(model)
+    assert out["answer"] == "3"
+    assert [t for t, _ in model.log] == [0.0, dead_ends.TEMPERATURE, 0.0]
+    first, again, last = model.prompts
+    assert again == first  # the prose reply is out of the history
+    assert prose not in "".join(text_of(m) for m in last)
+    assert last_text(last).startswith("Observation:\n3")
+
+
+def test_a_refused_answer_keeps_its_own_message() -> None:
+    # A placeholder answer gets the loop's reason, not a silent retry: it is no dead end.
+    model = _model(greedy=[final("<answer>"), HIT, final("3")], sampled=[HIT, final("3")])
+    assert _invoke(model)["answer"] == "3"
+    assert {t for t, _ in model.log} == {0.0}
+    assert "<answer>" in last_text(model.prompts[1])
