@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm_graph import build_graph
+from rlm_graph.context import parse_setting
 from rlm_graph.demo import answer_matches, make_task
 from rlm_graph.local.server import LocalSettings
 from rlm_graph.local.weights import cache_dir
@@ -38,9 +39,10 @@ CODE_CHARS = 1_500
 OUTPUT_CHARS = 300
 
 
-def run_rlm(task: Any, max_iterations: int) -> dict[str, Any]:
+def run_rlm(task: Any, max_iterations: int, settings: dict[str, Any]) -> dict[str, Any]:
     # Observations get the small-model cap (2,000 chars) the graph gives the local model.
-    graph = build_graph(model="local", max_depth=1, max_iterations=max_iterations)
+    fixed = {"max_depth": 1, "max_iterations": max_iterations}
+    graph = build_graph(model="local", **{**fixed, **settings})
     calls: list[dict[str, Any]] = []
     # The code the model wrote and what it printed: without them a wrong answer is unexplained.
     blocks: list[dict[str, Any]] = []
@@ -174,6 +176,16 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _setting(text: str) -> tuple[str, Any]:
+    try:
+        name, value = parse_setting(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if name in ("model", "max_iterations"):
+        raise argparse.ArgumentTypeError(f"{name} is set here by this script or its own flag")
+    return name, value
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--instances", type=int, default=20)
@@ -186,6 +198,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--no-bare", action="store_true", help="RLM runs only (a quick check of the prompt)"
+    )
+    p.add_argument(
+        "--rlm-setting",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="one more setting of the graph (e.g. dead_end_retries=2); repeat for several",
     )
     # Outside the repository: raw results are not committed.
     p.add_argument("--out", default=str(cache_dir() / "bench_local.json"))
@@ -204,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": settings.__dict__,
         "chars": args.chars,
         "max_iterations": args.max_iterations,
+        "rlm_settings": dict(args.rlm_setting),
     }
     deadline = time.monotonic() + args.max_seconds
     rows: list[dict[str, Any]] = []
@@ -214,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         task = make_task(seed=seed, chars=args.chars)
         bare = None if args.no_bare else run_bare(task, settings)
         try:
-            rlm = run_rlm(task, args.max_iterations)
+            rlm = run_rlm(task, args.max_iterations, dict(args.rlm_setting))
         except Exception as exc:  # recorded, not fatal: one failed run must not lose the rest
             rlm = {
                 "answer": "",

@@ -214,6 +214,37 @@ def setting_fields() -> list[tuple[dataclasses.Field[Any], Any]]:
     return [(f, hints[f.name]) for f in dataclasses.fields(Context)]
 
 
+def parse_setting(text: str) -> tuple[str, Any]:
+    """``NAME=VALUE`` as one setting: its name and its value in the field's type (``none``
+    clears an optional one), range-checked. Raises ``ValueError`` with a one-line message
+    (for scripts that take settings as text, such as the benchmarks)."""
+    name, sep, raw = text.partition("=")
+    name, raw = name.strip().replace("-", "_"), raw.strip()
+    hints = dict((f.name, hint) for f, hint in setting_fields())
+    if not sep or name not in hints:
+        raise ValueError(
+            f"bad setting {text!r}: use NAME=VALUE with NAME one of {', '.join(CONTEXT_FIELDS)}"
+        )
+    value = _typed(name, raw, hints[name])
+    Context(**{name: value})  # the range checks (SettingError)
+    return name, value
+
+
+def _typed(name: str, raw: str, hint: Any) -> Any:
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    if raw.lower() == "none" and optional:
+        return None
+    for kind in (int, float):
+        if hint is kind or kind in args:
+            try:
+                return kind(raw)
+            except ValueError:
+                none = " or none" if optional else ""
+                raise ValueError(f"bad setting {name}={raw}: {name} takes a number{none}") from None
+    return raw
+
+
 def validate_context(ctx: Context) -> None:
     """Raise ``ValueError`` with a clear message when a setting is out of range."""
     ctx.__post_init__()

@@ -641,3 +641,39 @@ def test_the_strategy_of_the_rlm_system_is_chosen_and_recorded() -> None:
     assert rows["direct"]["calls"] == 1 and rows["forced"]["calls"] == 2
     assert {r["score"] for r in rows.values()} == {1.0}
     assert rows["direct"]["system"] == "direct"
+
+
+def test_cli_passes_any_graph_setting_to_the_rlm_system(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["run", "--model", "tests.fakes:answer_model", "--systems", "rlm", "--keep-messages"]
+    args += ["--families", "niah_single", "--sizes", "8k", "--seeds", "0"]
+    prompts = {}
+    for style in ("full", "compact"):
+        out = tmp_path / f"{style}.jsonl"
+        setting = ["--rlm-setting", f"prompt_style={style}", "--rlm-setting", "dead_end_retries=2"]
+        assert main([*args, *setting, "--out", str(out)]) == 0
+        (row,) = read_rows(out)
+        assert row["extra"]["settings"] == {"prompt_style": style, "dead_end_retries": 2}
+        prompts[style] = row["extra"]["messages"][0]["content"]
+    assert prompts["full"] != prompts["compact"]  # the setting reached the graph
+    capsys.readouterr()
+    for bad, why in (
+        ("dead_end_retries=-1", "dead_end_retries must be >= 0"),
+        ("dead_end_retries=two", "takes a number or none"),
+        ("nope=1", "use NAME=VALUE"),
+        ("max_depth=2", "has its own flag: --max-depth"),
+    ):
+        with pytest.raises(SystemExit):
+            main([*args, "--rlm-setting", bad, "--out", str(tmp_path / "x.jsonl")])
+        assert why in capsys.readouterr().err
+
+
+def test_parse_setting_types_and_clears() -> None:
+    from rlm_graph.context import parse_setting
+
+    assert parse_setting("exec_timeout=2.5") == ("exec_timeout", 2.5)
+    assert parse_setting("dead-end-retries=none") == ("dead_end_retries", None)
+    assert parse_setting("strategy=rlm") == ("strategy", "rlm")
+    with pytest.raises(ValueError, match="strategy"):
+        parse_setting("strategy=sometimes")

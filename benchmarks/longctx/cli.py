@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from benchmarks.longctx.families import FAMILIES, iter_tasks, make_task
 from benchmarks.longctx.runner import done_keys, read_rows, run_suite, write_rows
@@ -62,6 +63,25 @@ def seeds_arg(text: str) -> list[int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"bad seeds {text!r}: use e.g. 0,1,2 or 0-4") from None
     return out
+
+
+#: Settings with a flag of their own here (the bare and rlms systems read them too).
+_OWN_FLAGS = ("max_iterations", "max_seconds", "max_llm_calls", "max_depth", "exec_timeout",
+              "strategy")  # fmt: skip
+
+
+def rlm_setting_arg(text: str) -> tuple[str, Any]:
+    """``NAME=VALUE`` for one setting of the RLM graph (:func:`rlm_graph.context.parse_setting`)
+    that has no flag of its own here."""
+    from rlm_graph.context import parse_setting
+
+    try:
+        name, value = parse_setting(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if name in _OWN_FLAGS:
+        raise argparse.ArgumentTypeError(f"{name} has its own flag: --{name.replace('_', '-')}")
+    return name, value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -123,6 +143,15 @@ def parser() -> argparse.ArgumentParser:
         help="the rlm system's strategy: auto (direct when the input is small) or rlm forced",
     )
     r.add_argument(
+        "--rlm-setting",
+        type=rlm_setting_arg,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="one more setting of the rlm system (a field of rlm_graph.Context, e.g. "
+        "dead_end_retries=2); repeat the flag for several; stored in each rlm row",
+    )
+    r.add_argument(
         "--keep-messages",
         action="store_true",
         help="store the RLM's root conversation in each row (extra.messages)",
@@ -170,6 +199,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         answer_tokens=args.answer_tokens,
         keep_messages=args.keep_messages,
         strategy=args.strategy,
+        rlm_extra=dict(args.rlm_setting),
     )
     seeds = args.seeds if args.seeds is not None else list(SPLITS[args.split])
     skip = done_keys(args.out) if args.resume else None

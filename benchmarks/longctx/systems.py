@@ -101,7 +101,11 @@ def rlm_system(
             calls=int(usage.get("llm_calls", 0)),
             input_tokens=int(usage.get("input_tokens", 0)),
             output_tokens=int(usage.get("output_tokens", 0)),
-            extra={**_rlm_extra(out, settings.keep_messages), "strategy": per_run["strategy"]},
+            extra={
+                **_rlm_extra(out, settings.keep_messages),
+                "strategy": per_run["strategy"],
+                **({"settings": settings.rlm_extra} if settings.rlm_extra else {}),
+            },
         )
 
     return run
