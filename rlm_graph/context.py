@@ -220,7 +220,7 @@ def parse_setting(text: str) -> tuple[str, Any]:
     (for scripts that take settings as text, such as the benchmarks)."""
     name, sep, raw = text.partition("=")
     name, raw = name.strip().replace("-", "_"), raw.strip()
-    hints = dict((f.name, hint) for f, hint in setting_fields())
+    hints = {f.name: hint for f, hint in setting_fields()}
     if not sep or name not in hints:
         raise ValueError(
             f"bad setting {text!r}: use NAME=VALUE with NAME one of {', '.join(CONTEXT_FIELDS)}"
