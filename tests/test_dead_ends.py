@@ -182,3 +182,19 @@ def test_a_refused_answer_keeps_its_own_message() -> None:
     assert _invoke(model)["answer"] == "3"
     assert {t for t, _ in model.log} == {0.0}
     assert "<answer>" in last_text(model.prompts[1])
+
+
+def test_the_progress_line_names_a_code_less_dead_end() -> None:
+    import io
+
+    from rlm_graph.progress import PlainProgress, TraceBuilder
+
+    prose = "Thought: the last result is empty; read the answer from the lines above."
+    model = _model(greedy=[prose, final("3")], sampled=[HIT, final("3")])
+    builder, lines = TraceBuilder(), io.StringIO()
+    progress = PlainProgress(builder, lines)
+    query = {"query": "How often does code 4417 occur?", "context": "code 4417\n" * 3}
+    for event in build_graph(model=model).stream(query, stream_mode="custom"):
+        builder.add(event)
+        progress.on_event(event)
+    assert "dead end: neither code nor an answer; asked again" in lines.getvalue()
