@@ -49,15 +49,18 @@ def sampled(model: BaseChatModel, seed: int) -> BaseChatModel:
     return model.model_copy(update=update) if update else model
 
 
-def unusable(state: State) -> bool:
-    """Whether the reply just run is a dead end: its code's search found nothing, or it had
-    neither code nor an answer (nor a Final Answer the loop refused with its own message: a
-    placeholder, a guess questioned once)."""
+def reason(state: State) -> str | None:
+    """Why the reply just run is a dead end, or None: ``"found_nothing"`` (its code's search
+    found nothing) or ``"no_code"`` (neither code nor an answer, nor a Final Answer the loop
+    refused with its own message: a placeholder, a guess questioned once)."""
     if not state["code_blocks"]:
-        return not state.get("feedback") and not state.get("answer_errors")
-    return all(r["final_answer"] is None for r in state["results"]) and found_nothing(
-        state["results"]
-    )
+        if state.get("feedback") or state.get("answer_errors"):
+            return None
+        return "no_code"
+    results = state["results"]
+    if all(r["final_answer"] is None for r in results) and found_nothing(results):
+        return "found_nothing"
+    return None
 
 
 def ask_again(state: State, ctx: Context, budget: Budget) -> bool:
@@ -68,7 +71,7 @@ def ask_again(state: State, ctx: Context, budget: Budget) -> bool:
         and not state.get("replay_note")
         and state["iterations"] < ctx.max_iterations
         and not budget.exhausted()
-        and unusable(state)
+        and reason(state) is not None
     )
 
 
@@ -78,8 +81,7 @@ def unseen(run: Run, state: State, best: str | None) -> dict[str, Any]:
     reply = state["messages"][-1]
     assert reply.id is not None  # add_messages gave it one
     left = state.get("dead_ends_left", 0) - 1
-    reason = "found_nothing" if state["code_blocks"] else "no_code"
-    run.emit("dead_end", state["iterations"], retries_left=left, reason=reason)
+    run.emit("dead_end", state["iterations"], retries_left=left, reason=reason(state))
     return {
         "messages": [RemoveMessage(id=reply.id)],
         "results": [],
