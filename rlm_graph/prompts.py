@@ -339,6 +339,14 @@ UNCONFIRMED_ANSWER = (
     "guess. Write code that finds the answer: grep one distinctive word from the question "
     "first. (Sending the same Final Answer again ends the run with it.)"
 )
+ONE_ITEM_ANSWER = (
+    # A small model stopped at the first match it saw, answering one of several, and sent the
+    # same answer again when only told to check for others (dev seeds, vartrack 32k): the
+    # message names the search to run.
+    "Your Final Answer {answer!r} names one item, but the question asks for all of them. Write "
+    "code that searches for more before you answer: grep({answer!r}) shows every line where "
+    "that one occurs, and those lines may lead to others."
+)
 HINT_NO_MATCH = (
     "Hint: re.search found nothing and returned None. Search for one distinctive word or name "
     "from the question, e.g. grep('name'), read how the data words it, then fix the pattern."

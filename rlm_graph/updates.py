@@ -186,9 +186,10 @@ def reply_update(
     update["premature_answer"] = final
     if final is not None and not parsed.code_blocks:
         unchecked = state.get("check_answers") and not state.get("answer_checked")
-        doubt = doubted(final, state["messages"]) if unchecked else None
+        doubt = doubted(final, state["messages"], state.get("query", "")) if unchecked else None
         if doubt is not None:
-            # Asked once per run: a small model's guess, or the empty result a hint flagged.
+            # Asked once per run: a small model's guess, the empty result a hint flagged, or
+            # one item where the question asks for all of them.
             update["feedback"] = doubt.format(answer=final)
             update["answer_checked"] = True
         else:
@@ -212,14 +213,40 @@ def is_placeholder(answer: str) -> bool:
     return not answer.strip() or bool(_PLACEHOLDER.match(answer))
 
 
-def doubted(answer: str, messages: list[Any]) -> str | None:
+def doubted(answer: str, messages: list[Any], query: str = "") -> str | None:
     """Why a short Final Answer should be checked once, or None: it repeats the empty result
-    the last observation's hint flagged, or no observation showed it."""
+    the last observation's hint flagged, no observation showed it, or it is one short item
+    where ``query`` asks for all of them."""
     last = str(messages[-1].content) if messages and isinstance(messages[-1], HumanMessage) else ""
     flagged = prompts.HINT_EMPTY in last or prompts.HINT_EMPTY_AFTER_HITS in last
     if flagged and answer.strip().strip(".").lower() in prompts.EMPTY_VALUES:
         return prompts.EMPTY_RESULT_ANSWER
-    return None if grounded(answer, messages) else prompts.UNCONFIRMED_ANSWER
+    if not grounded(answer, messages):
+        return prompts.UNCONFIRMED_ANSWER
+    if len(answer) <= 40 and asks_for_several(query) and len(answer_items(answer)) == 1:
+        return prompts.ONE_ITEM_ANSWER
+    return None
+
+
+# A question whose answer is a list: it says how to separate the items, or asks to list or find
+# all or every one of them ("Which topic is the most common among all records?" is not one).
+_SEVERAL = re.compile(
+    r"separated by|comma[- ]separated|\b(list|find|name|give|what are|which are)\s+(all|every)\b"
+    r"|^\s*list\b",
+    re.I | re.M,
+)
+_ITEM_SEPARATOR = re.compile(r"\s*(?:[,;\n]|\band\b)\s*")
+
+
+def asks_for_several(query: str) -> bool:
+    """Whether ``query`` asks for a list of items rather than one value."""
+    return bool(_SEVERAL.search(query))
+
+
+def answer_items(answer: str) -> list[str]:
+    """The items of an answer written as a list (commas, semicolons, lines or "and")."""
+    body = answer.strip().strip("[](){}.")
+    return [item for item in _ITEM_SEPARATOR.split(body) if item.strip("'\" ")]
 
 
 def grounded(answer: str, messages: list[Any]) -> bool:

@@ -9,13 +9,19 @@ from typing import Any
 import pytest
 from langchain_core.messages import BaseMessage
 
-from rlm_graph import build_graph, probes, prompts
+from rlm_graph import build_graph, probes, prompts, updates
 from rlm_graph.model_profile import SMALL_MODEL_TAG, readable_chars, window_tokens
 from rlm_graph.state import BlockResult
 from tests.fakes import FakeChatModel, code, final, is_subcall, last_text, text_of, turn
 
 
-def _run(replies: list[str], tags: list[str] | None = None, **settings: Any) -> tuple[Any, Any]:
+def _run(
+    replies: list[str],
+    tags: list[str] | None = None,
+    query: str = "What is the code of key blue-fox?",
+    context: str = "k blue-fox code 4417\n" * 3,
+    **settings: Any,
+) -> tuple[Any, Any]:
     seen: list[list[BaseMessage]] = []
 
     def respond(messages: list[BaseMessage]) -> str:
@@ -25,9 +31,7 @@ def _run(replies: list[str], tags: list[str] | None = None, **settings: Any) -> 
         return replies[min(turn(messages), len(replies) - 1)]
 
     model = FakeChatModel(respond=respond, tags=tags)
-    out = build_graph(model=model, **settings).invoke(
-        {"query": "What is the code of key blue-fox?", "context": "k blue-fox code 4417\n" * 3}
-    )
+    out = build_graph(model=model, **settings).invoke({"query": query, "context": context})
     return out, seen
 
 
@@ -53,6 +57,56 @@ def test_a_small_models_guess_is_questioned_once() -> None:
 def test_an_answer_the_output_showed_is_taken_at_once() -> None:
     out, _ = _run([code("print(context.split()[3])"), final("4417")], tags=[SMALL_MODEL_TAG])
     assert out["answer"] == "4417" and out["iterations"] == 2
+
+
+LIST_QUESTION = "Find all codes of key blue-fox. Answer with the codes, separated by commas."
+TWO_CODES = "k blue-fox code 4417\nk red-owl code 1200\nk blue-fox code 5521\n"
+
+
+def test_one_item_for_a_list_question_is_questioned_once() -> None:
+    replies = [code("grep('blue-fox')"), final("4417"), final("4417, 5521")]
+    out, seen = _run(replies, [SMALL_MODEL_TAG], LIST_QUESTION, TWO_CODES)
+    assert out["answer"] == "4417, 5521" and out["iterations"] == 3
+    assert "names one item, but the question asks for all of them" in last_text(seen[2])
+    assert "grep('4417')" in last_text(seen[2])
+
+
+def test_one_item_sent_again_is_taken() -> None:
+    replies = [code("grep('blue-fox')"), final("4417"), final("4417")]
+    out, _ = _run(replies, [SMALL_MODEL_TAG], LIST_QUESTION, TWO_CODES)
+    assert out["answer"] == "4417" and out["iterations"] == 3
+
+
+def test_several_items_or_a_one_value_question_are_taken_at_once() -> None:
+    replies = [code("grep('blue-fox')"), final("4417, 5521")]
+    out, _ = _run(replies, [SMALL_MODEL_TAG], LIST_QUESTION, TWO_CODES)
+    assert out["answer"] == "4417, 5521" and out["iterations"] == 2
+    out, _ = _run([code("grep('blue-fox')"), final("4417")], tags=[SMALL_MODEL_TAG])
+    assert out["answer"] == "4417" and out["iterations"] == 2
+
+
+@pytest.mark.parametrize(
+    ("query", "several"),
+    [
+        ("What are all the numbers for x? Answer with every number, separated by commas.", True),
+        ("Find all variables that are assigned the value 5.", True),
+        ("List every pair of users who share a date.", True),
+        ("Which classes subclass B? Give a comma-separated list.", True),
+        ("Which topic is the most common among all records?", False),
+        ("How many records have the topic x? Answer with a number.", False),
+        ("What is the number for x?", False),
+    ],
+)
+def test_which_questions_ask_for_a_list(query: str, several: bool) -> None:
+    assert updates.asks_for_several(query) is several
+
+
+@pytest.mark.parametrize(
+    ("answer", "n"),
+    [("VKDIZ", 1), ("A, B", 2), ("[3, 4]", 2), ("a and b", 2), ("x; y\nz", 3), ("'X'.", 1)],
+)
+def test_the_items_of_an_answer(answer: str, n: int) -> None:
+    assert len(updates.answer_items(answer)) == n
 
 
 def test_other_models_are_not_questioned() -> None:
