@@ -251,7 +251,8 @@ def answer_items(answer: str) -> list[str]:
 
 def grounded(answer: str, messages: list[Any]) -> bool:
     """Whether a short answer could come from what the run has seen: each of its numbers, or
-    the whole short answer, appears in an observation. Long answers are not checked."""
+    else each of its items (the whole answer when it is one), appears in an observation. Long
+    answers are not checked."""
     seen = "\n".join(str(m.content) for m in messages[2:] if isinstance(m, HumanMessage))
     numbers = [n.replace(",", "") for n in _NUMBER.findall(answer)]
     if numbers:
@@ -259,7 +260,10 @@ def grounded(answer: str, messages: list[Any]) -> bool:
         return all(n in shown for n in numbers)
     if len(answer) > 40:
         return True
-    return answer.strip().strip(".").lower() in seen.lower()
+    # A list is seen when each item is, wherever it was shown ("UAHZP, RGYRR" after one grep
+    # line showed both: not a guess).
+    items = [i.strip("'\" ").lower() for i in answer_items(answer)] or [answer.strip().lower()]
+    return all(i.strip(".") in seen.lower() for i in items)
 
 
 _RESULT_FIELDS = tuple(k for k in BlockResult.__annotations__ if k not in ("index", "probe"))

@@ -109,6 +109,16 @@ def test_the_items_of_an_answer(answer: str, n: int) -> None:
     assert len(updates.answer_items(answer)) == n
 
 
+def test_a_list_whose_items_were_each_shown_is_not_a_guess() -> None:
+    names = "k ALPHA = 7\nk BETA = ALPHA\n"
+    replies = [code("grep('k')"), final("ALPHA, BETA")]
+    out, _ = _run(replies, [SMALL_MODEL_TAG], LIST_QUESTION, names)
+    assert out["answer"] == "ALPHA, BETA" and out["iterations"] == 2
+    replies = [code("grep('k')"), final("ALPHA, GAMMA"), final("ALPHA, BETA")]
+    out, seen = _run(replies, [SMALL_MODEL_TAG], LIST_QUESTION, names)
+    assert out["answer"] == "ALPHA, BETA" and "is a guess" in last_text(seen[2])
+
+
 def test_other_models_are_not_questioned() -> None:
     out, _ = _run([final("12345")])
     assert out["answer"] == "12345" and out["iterations"] == 1
