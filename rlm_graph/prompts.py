@@ -339,6 +339,13 @@ UNCONFIRMED_ANSWER = (
     "guess. Write code that finds the answer: grep one distinctive word from the question "
     "first. (Sending the same Final Answer again ends the run with it.)"
 )
+ABSENT_ANSWER = (
+    # Every such answer on the dev seeds followed a search that had missed (codeqa, oolong_pairs
+    # 32k): the data held what was asked.
+    "Your Final Answer {answer!r} says nothing was found, which usually means the search "
+    "missed, not that the data lacks it. Write code that checks first: grep one distinctive "
+    "word or name from the question and read the lines it shows."
+)
 ONE_ITEM_ANSWER = (
     # A small model stopped at the first match it saw, answering one of several, and sent the
     # same answer again when only told to check for others (dev seeds, vartrack 32k): the

@@ -214,13 +214,15 @@ def is_placeholder(answer: str) -> bool:
 
 
 def doubted(answer: str, messages: list[Any], query: str = "") -> str | None:
-    """Why a short Final Answer should be checked once, or None: it repeats the empty result
-    the last observation's hint flagged, no observation showed it, or it is one short item
-    where ``query`` asks for all of them."""
+    """Why a Final Answer should be checked once, or None: it repeats the empty result the last
+    observation's hint flagged, it is a sentence saying nothing was found, no observation
+    showed it, or it is one short item where ``query`` asks for all of them."""
     last = str(messages[-1].content) if messages and isinstance(messages[-1], HumanMessage) else ""
     flagged = prompts.HINT_EMPTY in last or prompts.HINT_EMPTY_AFTER_HITS in last
     if flagged and answer.strip().strip(".").lower() in prompts.EMPTY_VALUES:
         return prompts.EMPTY_RESULT_ANSWER
+    if says_absent(answer):
+        return prompts.ABSENT_ANSWER
     if not grounded(answer, messages):
         return prompts.UNCONFIRMED_ANSWER
     if len(answer) <= 40 and asks_for_several(query) and len(answer_items(answer)) == 1:
@@ -236,6 +238,22 @@ _SEVERAL = re.compile(
     re.I | re.M,
 )
 _ITEM_SEPARATOR = re.compile(r"\s*(?:[,;\n]|\band\b)\s*")
+
+
+# A sentence saying the thing asked about is not there ("No classes in these files have X as a
+# base", "No pairs of user ids found ..."): after a search that missed, the small model states
+# the miss as the answer. "No", "None" or "nothing" alone may be a real answer (a yes/no
+# question, a default value), so only a sentence of three words or more counts.
+_ABSENT = re.compile(
+    r"^\W*(no|none of|nothing|there (is|are|was|were) no)\b"
+    r"|\bnot (found|mentioned|present)\b|\b(does|do|did) not (exist|appear|contain|mention)\b",
+    re.I,
+)
+
+
+def says_absent(answer: str) -> bool:
+    """Whether ``answer`` is a sentence saying nothing was found."""
+    return len(answer.split()) >= 3 and bool(_ABSENT.search(answer))
 
 
 def asks_for_several(query: str) -> bool:

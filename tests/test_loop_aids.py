@@ -119,6 +119,34 @@ def test_a_list_whose_items_were_each_shown_is_not_a_guess() -> None:
     assert out["answer"] == "ALPHA, BETA" and "is a guess" in last_text(seen[2])
 
 
+def test_an_answer_saying_nothing_was_found_is_questioned_once() -> None:
+    replies = [final("No code for blue-fox was found in the text."), final("4417")]
+    out, seen = _run(replies, tags=[SMALL_MODEL_TAG])
+    assert out["answer"] == "4417" and out["iterations"] == 2
+    assert "says nothing was found" in last_text(seen[1])
+    again = [final("There is no code for blue-fox."), final("There is no code for blue-fox.")]
+    out, _ = _run(again, tags=[SMALL_MODEL_TAG])
+    assert out["answer"] == "There is no code for blue-fox." and out["iterations"] == 2
+
+
+@pytest.mark.parametrize(
+    ("answer", "absent"),
+    [
+        ("No classes in these files have Codec as a direct base class.", True),
+        ("No pairs of user ids found with the topic 'account'.", True),
+        ("The key is not mentioned in the text.", True),
+        ("The log does not contain such lines", True),
+        ("None", False),
+        ("No", False),
+        ("nothing", False),
+        ("The code is 4417", False),
+        ("Nobody knows the code", False),
+    ],
+)
+def test_which_answers_say_nothing_was_found(answer: str, absent: bool) -> None:
+    assert updates.says_absent(answer) is absent
+
+
 def test_other_models_are_not_questioned() -> None:
     out, _ = _run([final("12345")])
     assert out["answer"] == "12345" and out["iterations"] == 1
