@@ -188,8 +188,8 @@ def reply_update(
         unchecked = state.get("check_answers") and not state.get("answer_checked")
         doubt = doubted(final, state["messages"], state.get("query", "")) if unchecked else None
         if doubt is not None:
-            # Asked once per run: a small model's guess, the empty result a hint flagged, or
-            # one item where the question asks for all of them.
+            # Asked once per run: a small model's guess, the empty result a hint flagged, a
+            # sentence saying nothing was found, or one item where the question asks for all.
             update["feedback"] = doubt.format(answer=final)
             update["answer_checked"] = True
         else:
@@ -237,7 +237,6 @@ _SEVERAL = re.compile(
     r"|^\s*list\b",
     re.I | re.M,
 )
-_ITEM_SEPARATOR = re.compile(r"\s*(?:[,;\n]|\band\b)\s*")
 
 
 # A sentence saying the thing asked about is not there ("No classes in these files have X as a
@@ -259,6 +258,9 @@ def says_absent(answer: str) -> bool:
 def asks_for_several(query: str) -> bool:
     """Whether ``query`` asks for a list of items rather than one value."""
     return bool(_SEVERAL.search(query))
+
+
+_ITEM_SEPARATOR = re.compile(r"\s*(?:[,;\n]|\band\b)\s*")
 
 
 def answer_items(answer: str) -> list[str]:
