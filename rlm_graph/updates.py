@@ -213,6 +213,10 @@ def is_placeholder(answer: str) -> bool:
     return not answer.strip() or bool(_PLACEHOLDER.match(answer))
 
 
+# Longer answers are sentences: not checked against what the run has seen, nor counted as items.
+SHORT_ANSWER = 40
+
+
 def doubted(answer: str, messages: list[Any], query: str = "") -> str | None:
     """Why a Final Answer should be checked once, or None: it repeats the empty result the last
     observation's hint flagged, it is a sentence saying nothing was found, no observation
@@ -225,7 +229,7 @@ def doubted(answer: str, messages: list[Any], query: str = "") -> str | None:
         return prompts.ABSENT_ANSWER
     if not grounded(answer, messages):
         return prompts.UNCONFIRMED_ANSWER
-    if len(answer) <= 40 and asks_for_several(query) and len(answer_items(answer)) == 1:
+    if len(answer) <= SHORT_ANSWER and asks_for_several(query) and len(answer_items(answer)) == 1:
         return prompts.ONE_ITEM_ANSWER
     return None
 
@@ -264,9 +268,11 @@ _ITEM_SEPARATOR = re.compile(r"\s*(?:[,;\n]|\band\b)\s*")
 
 
 def answer_items(answer: str) -> list[str]:
-    """The items of an answer written as a list (commas, semicolons, lines or "and")."""
+    """The items of an answer written as a list (commas, semicolons, lines or "and"), each
+    without its quotes."""
     body = answer.strip().strip("[](){}.")
-    return [item for item in _ITEM_SEPARATOR.split(body) if item.strip("'\" ")]
+    items = (item.strip("'\" ") for item in _ITEM_SEPARATOR.split(body))
+    return [item for item in items if item]
 
 
 def grounded(answer: str, messages: list[Any]) -> bool:
@@ -278,12 +284,13 @@ def grounded(answer: str, messages: list[Any]) -> bool:
     if numbers:
         shown = {n.replace(",", "") for n in _NUMBER.findall(seen)}
         return all(n in shown for n in numbers)
-    if len(answer) > 40:
+    if len(answer) > SHORT_ANSWER:
         return True
     # A list is seen when each item is, wherever it was shown ("UAHZP, RGYRR" after one grep
     # line showed both: not a guess).
-    items = [i.strip("'\" ").lower() for i in answer_items(answer)] or [answer.strip().lower()]
-    return all(i.strip(".") in seen.lower() for i in items)
+    seen = seen.lower()
+    items = answer_items(answer) or [answer.strip()]
+    return all(i.lower().strip(".") in seen for i in items)
 
 
 _RESULT_FIELDS = tuple(k for k in BlockResult.__annotations__ if k not in ("index", "probe"))
