@@ -4,13 +4,19 @@ depend on their temperature, the real sandbox."""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from langchain_core.messages import BaseMessage
 from pydantic import Field
 
 from rlm_graph import build_graph, dead_ends
+from rlm_graph.events import EVENT_TYPES
 from rlm_graph.model_profile import SMALL_MODEL_TAG
+from rlm_graph.progress import PlainProgress, TraceBuilder
+from rlm_graph.tracefile import TraceWriter
+from rlm_graph.viewer import load_trace
+from rlm_graph.viewer.model import view_model
 from tests.fakes import FakeChatModel, code, final, is_subcall, last_text, text_of, turn
 
 MISS = code("print(context.count('zzz'))")  # the search finds nothing: prints 0
@@ -118,32 +124,33 @@ def test_a_model_without_sampling_fields_is_asked_as_it_is() -> None:
     assert (copy.temperature, copy.seed) == (dead_ends.TEMPERATURE, 5)
 
 
-def test_the_trace_progress_and_viewer_show_the_dead_end(tmp_path: Any) -> None:
-    import io
+STREAMED = {"query": "How often does code 4417 occur?", "context": "code 4417\n" * 3}
 
-    from rlm_graph.events import EVENT_TYPES
-    from rlm_graph.progress import PlainProgress, TraceBuilder
-    from rlm_graph.tracefile import TraceWriter
-    from rlm_graph.viewer import load_trace
-    from rlm_graph.viewer.model import view_model
 
-    model = _model(greedy=[MISS, final("3")], sampled=[HIT, final("3")])
-    graph = build_graph(model=model)
+def _stream(model: SamplingFake, writer: TraceWriter | None = None) -> tuple[TraceBuilder, str]:
+    """Run ``STREAMED`` as the CLI does: each custom event to the trace builder, the plain
+    progress printer and ``writer``; returns the builder and the progress lines."""
     builder, lines = TraceBuilder(), io.StringIO()
     progress = PlainProgress(builder, lines)
-    path = tmp_path / "trace.jsonl"
-    query = {"query": "How often does code 4417 occur?", "context": "code 4417\n" * 3}
-    with TraceWriter(path, {"query": query["query"]}) as writer:
-        for event in graph.stream(query, stream_mode="custom"):
+    for event in build_graph(model=model).stream(STREAMED, stream_mode="custom"):
+        if writer is not None:
             writer.event(event)
-            builder.add(event)
-            progress.on_event(event)
+        builder.add(event)
+        progress.on_event(event)
+    return builder, lines.getvalue()
+
+
+def test_the_trace_progress_and_viewer_show_the_dead_end(tmp_path: Any) -> None:
+    model = _model(greedy=[MISS, final("3")], sampled=[HIT, final("3")])
+    path = tmp_path / "trace.jsonl"
+    with TraceWriter(path, {"query": STREAMED["query"]}) as writer:
+        builder, lines = _stream(model, writer)
     events = [e for e in load_trace(path)["events"] if e["event"] == "dead_end"]
     assert [(e["iteration"], e["retries_left"], e["reason"]) for e in events] == [
         (1, 0, "found_nothing")
     ]
     assert set(events[0]) == set(EVENT_TYPES["dead_end"].__required_keys__)
-    assert "dead end: the search found nothing" in lines.getvalue()
+    assert "dead end: the search found nothing" in lines
     tree = builder.tree()
     assert tree is not None
     assert [it["dead_end"] for it in tree["iterations"]] == [True, False, False]
@@ -185,16 +192,7 @@ def test_a_refused_answer_keeps_its_own_message() -> None:
 
 
 def test_the_progress_line_names_a_code_less_dead_end() -> None:
-    import io
-
-    from rlm_graph.progress import PlainProgress, TraceBuilder
-
     prose = "Thought: the last result is empty; read the answer from the lines above."
     model = _model(greedy=[prose, final("3")], sampled=[HIT, final("3")])
-    builder, lines = TraceBuilder(), io.StringIO()
-    progress = PlainProgress(builder, lines)
-    query = {"query": "How often does code 4417 occur?", "context": "code 4417\n" * 3}
-    for event in build_graph(model=model).stream(query, stream_mode="custom"):
-        builder.add(event)
-        progress.on_event(event)
-    assert "dead end: neither code nor an answer; asked again" in lines.getvalue()
+    _, lines = _stream(model)
+    assert "dead end: neither code nor an answer; asked again" in lines
