@@ -215,6 +215,11 @@ class Loop:
             if run.setup:  # a follow-up's new query and context (rlm_graph.followups)
                 setup, run.setup = run.setup, None
                 yield RunBlock(executor, setup, traced=False)
+            looked: dict[str, Any] = {}
+            restarted = False
+            if state.get("check_answers") and not state.get("key_term_looked"):
+                term, restarted = yield from probes.look_up_terms(executor, state["query"])
+                looked = {"key_term": term, "key_term_looked": True}
             results: list[BlockResult] = []
             entries: list[JournalEntry] = []
             for index, code in enumerate(checked.blocks):
@@ -222,6 +227,9 @@ class Loop:
                 run.handlers.begin_block()
                 outcome = yield RunBlock(executor, code)
                 results.append(record_result(run, iteration, index, outcome))
+                # A lookup cut off by the timeout restarted the REPL: the model must be told.
+                results[-1]["restarted"] = results[-1]["restarted"] or restarted
+                restarted = False
                 yield from probes.look(executor, results[-1], code)
                 entries.append(entry_of(iteration, index, code, outcome, run.handlers.calls()))
                 if outcome.final_answer is not None:
@@ -231,7 +239,7 @@ class Loop:
         usage = add_usage(state["usage"], run.take_usage())
         note = "\n\n".join(n for n in (note, checked.note) if n) or None
         update = {"results": results, "usage": usage, "journal": entries, "replay_note": note}
-        return {**update, **tree_spent(run)}
+        return {**update, **looked, **tree_spent(run)}
 
     def observe(self, state: State) -> dict[str, Any]:
         """Turn the results into the next message, or stop: answer given, replies or budget out."""

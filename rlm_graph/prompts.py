@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rlm_graph.describe import describe_payload, describe_query
-from rlm_graph.state import BlockResult
+from rlm_graph.state import BlockResult, KeyTerm
 
 SYSTEM_PROMPT = """\
 You answer a question about data you cannot see directly. The data is in a Python REPL as the \
@@ -336,16 +336,30 @@ EMPTY_RESULT_ANSWER = (
 UNCONFIRMED_ANSWER = (
     # Not "if you are sure, say it again": a small model is always sure, and repeated its guess.
     "Your Final Answer {answer!r} does not appear in any output you have seen, so it is a "
-    "guess. Write code that finds the answer: grep one distinctive word from the question "
-    "first. (Sending the same Final Answer again ends the run with it.)"
+    "guess. Write code that finds the answer first: {search}. (Sending the same Final Answer "
+    "again ends the run with it.)"
 )
 ABSENT_ANSWER = (
     # Every such answer on the dev seeds followed a search that had missed (codeqa, oolong_pairs
     # 32k): the data held what was asked.
     "Your Final Answer {answer!r} says nothing was found, which usually means the search "
-    "missed, not that the data lacks it. Write code that checks first: grep one distinctive "
-    "word or name from the question and read the lines it shows."
+    "missed, not that the data lacks it. Write code that checks first: {search}, and read the "
+    "lines it shows."
 )
+SEARCH_ANY = "grep one distinctive word or name from the question"
+# A small model told only "grep one distinctive word" resent its guess (18 of 25 times on the
+# dev traces) and never ran grep; told the exact call, it ran it (the one-item check: 6 of 6).
+SEARCH_TERM = "grep({term!r}) ({term!r} is the question's rarest word in context: {count:,} times)"
+
+
+def search_for(term: KeyTerm | None) -> str:
+    """The search the answer checks ask for: the question's rarest term in the data when the
+    run looked it up (:func:`rlm_graph.probes.look_up_terms`), else any distinctive word."""
+    if term is None:
+        return SEARCH_ANY
+    return SEARCH_TERM.format(term=term["term"], count=term["count"])
+
+
 ONE_ITEM_ANSWER = (
     # A small model stopped at the first match it saw, answering one of several, and sent the
     # same answer again when only told to check for others (dev seeds, vartrack 32k): the

@@ -54,6 +54,13 @@ class BlockResult(TypedDict):
     probe: NotRequired[str]
 
 
+class KeyTerm(TypedDict):
+    """The term of the question to search the data for, and how often the data has it."""
+
+    term: str
+    count: int
+
+
 class PayloadRef(TypedDict):
     """What state keeps of a payload (the payload itself is in the store): its content hash,
     type name and size in characters (see :mod:`rlm_graph.payload_store`)."""
@@ -193,6 +200,10 @@ class State(InputState, OutputState):
     #: and whether the run already did.
     check_answers: NotRequired[bool]
     answer_checked: NotRequired[bool]
+    #: The question's rarest term in the data, which that check names as the search to run
+    #: (:func:`rlm_graph.probes.look_up_terms`), and whether the run looked it up yet.
+    key_term: NotRequired[KeyTerm | None]
+    key_term_looked: NotRequired[bool]
     #: Dead ends the run may still ask again, and whether the next model call samples
     #: (rlm_graph.dead_ends).
     dead_ends_left: NotRequired[int]

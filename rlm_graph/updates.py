@@ -56,6 +56,8 @@ def fresh_state(
         "best_answer": None,
         "feedback": None,
         "answer_checked": False,
+        "key_term": None,
+        "key_term_looked": False,
         "check_answers": check_answers,
         "dead_ends_left": dead_ends,
         "resample": False,
@@ -190,7 +192,8 @@ def reply_update(
         if doubt is not None:
             # Asked once per run: a small model's guess, the empty result a hint flagged, a
             # sentence saying nothing was found, or one item where the question asks for all.
-            update["feedback"] = doubt.format(answer=final)
+            search = prompts.search_for(state.get("key_term"))
+            update["feedback"] = doubt.format(answer=final, search=search)
             update["answer_checked"] = True
         else:
             update.update(answer=final, stopped_reason="final_answer")
