@@ -37,11 +37,7 @@ from rlm_graph.inputs import validate_input
 from rlm_graph.journal import entry_of
 from rlm_graph.model_calls import message_text
 from rlm_graph.model_choice import ModelChoice
-from rlm_graph.model_profile import (
-    default_output_chars,
-    use_compact_prompt,
-    window_tokens,
-)
+from rlm_graph.model_profile import default_output_chars, use_compact_prompt, window_tokens
 from rlm_graph.payload_store import Offload, Payloads, input_payload
 from rlm_graph.rebuild import executor_for, host_handlers
 from rlm_graph.repl_helpers import prelude
@@ -215,11 +211,7 @@ class Loop:
             if run.setup:  # a follow-up's new query and context (rlm_graph.followups)
                 setup, run.setup = run.setup, None
                 yield RunBlock(executor, setup, traced=False)
-            looked: dict[str, Any] = {}
-            restarted = False
-            if state.get("check_answers") and not state.get("key_term_looked"):
-                term, restarted = yield from probes.look_up_terms(executor, state["query"])
-                looked = {"key_term": term, "key_term_looked": True}
+            looked, lost = yield from probes.key_term_once(executor, state)
             results: list[BlockResult] = []
             entries: list[JournalEntry] = []
             for index, code in enumerate(checked.blocks):
@@ -227,9 +219,6 @@ class Loop:
                 run.handlers.begin_block()
                 outcome = yield RunBlock(executor, code)
                 results.append(record_result(run, iteration, index, outcome))
-                # A lookup cut off by the timeout restarted the REPL: the model must be told.
-                results[-1]["restarted"] = results[-1]["restarted"] or restarted
-                restarted = False
                 yield from probes.look(executor, results[-1], code)
                 entries.append(entry_of(iteration, index, code, outcome, run.handlers.calls()))
                 if outcome.final_answer is not None:
@@ -237,7 +226,7 @@ class Loop:
         finally:
             current_iteration.reset(token)
         usage = add_usage(state["usage"], run.take_usage())
-        note = "\n\n".join(n for n in (note, checked.note) if n) or None
+        note = "\n\n".join(n for n in (note, checked.note, lost) if n) or None
         update = {"results": results, "usage": usage, "journal": entries, "replay_note": note}
         return {**update, **looked, **tree_spent(run)}
 

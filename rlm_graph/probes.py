@@ -18,7 +18,7 @@ from typing import Any
 
 from rlm_graph import prompts
 from rlm_graph.executor import Executor
-from rlm_graph.state import BlockResult, KeyTerm
+from rlm_graph.state import BlockResult, KeyTerm, State
 from rlm_graph.steps import RunBlock
 
 #: At most this many words are looked up, in the order the code names them.
@@ -183,3 +183,15 @@ def look_up_terms(
     if outcome.error or outcome.restarted:
         return None, outcome.restarted
     return key_term(terms, outcome.output), False
+
+
+def key_term_once(
+    executor: Executor, state: State
+) -> Generator[RunBlock, Any, tuple[dict[str, Any], str | None]]:
+    """The state update of :func:`look_up_terms` on a run's first executed reply when its
+    answers are checked (small models), else nothing; and the note telling the model its REPL
+    restarted, if the lookup was cut off by the block timeout."""
+    if not state.get("check_answers") or state.get("key_term_looked"):
+        return {}, None
+    term, restarted = yield from look_up_terms(executor, state["query"])
+    return {"key_term": term, "key_term_looked": True}, prompts.RESTARTED if restarted else None

@@ -241,6 +241,8 @@ REPEATED_CODE = (
     "with a line starting 'Final Answer:' followed by the answer, or write different code."
 )
 
+RESTARTED = "[the REPL was restarted: variables from earlier blocks are lost]"
+
 
 def observation(
     results: Sequence[BlockResult],
@@ -263,7 +265,7 @@ def observation(
         if r["timed_out"]:
             body += "\n[the block timed out]"
         if r["restarted"]:
-            body += "\n[the REPL was restarted: variables from earlier blocks are lost]"
+            body += f"\n{RESTARTED}"
         tip = hint(r)
         if tip:
             body += f"\n{tip}"

@@ -4,7 +4,8 @@ Scripted models, the real sandbox."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 import pytest
 from langchain_core.messages import BaseMessage
@@ -104,3 +105,36 @@ def test_without_a_term_in_the_data_the_message_stays_general() -> None:
     # A guess before any block ran: nothing was looked up yet.
     seen = _run([final("12345"), final("12345")])
     assert prompts.SEARCH_ANY in last_text(seen[1])
+
+
+@dataclass
+class _Outcome:
+    output: str = ""
+    error: str | None = None
+    restarted: bool = False
+
+
+def _lookup(state: dict[str, Any], outcome: _Outcome) -> tuple[dict[str, Any], str | None]:
+    steps = probes.key_term_once(cast(Any, None), cast(Any, state))
+    try:
+        next(steps)
+        steps.send(outcome)
+    except StopIteration as done:
+        return cast(tuple[dict[str, Any], str | None], done.value)
+    raise AssertionError("the lookup runs one block")
+
+
+def test_a_lookup_cut_off_by_the_timeout_tells_the_model_its_repl_restarted() -> None:
+    state = {"check_answers": True, "query": QUERY}
+    update, note = _lookup(state, _Outcome(restarted=True))
+    assert note == prompts.RESTARTED and update["key_term"] is None
+    update, note = _lookup(state, _Outcome(output="\n2\t1\n"))
+    assert note is None and update["key_term"] == {"term": "blue-fox", "count": 2}
+
+
+def test_the_lookup_runs_once_and_only_for_checked_answers() -> None:
+    for state in ({"check_answers": False, "query": QUERY},
+                  {"check_answers": True, "key_term_looked": True, "query": QUERY}):  # fmt: skip
+        steps = probes.key_term_once(cast(Any, None), cast(Any, state))
+        with pytest.raises(StopIteration):
+            next(steps)
