@@ -256,6 +256,7 @@ class Loop:
                 iteration=state["iterations"],
                 max_iterations=run.ctx.max_iterations,
                 repeated=repeats_previous_reply(state),
+                term=state.get("key_term"),
             )
         if state.get("replay_note"):
             message = f"{state['replay_note']}\n\n{message}"

@@ -251,8 +251,10 @@ def observation(
     iteration: int,
     max_iterations: int,
     repeated: bool = False,
+    term: KeyTerm | None = None,
 ) -> str:
-    """The next user message after code ran; ``repeated``: the code was the previous reply's."""
+    """The next user message after code ran; ``repeated``: the code was the previous reply's;
+    ``term``: the question's rarest term in the data, which a hint names as the search."""
     parts: list[str] = []
     many = len(results) > 1
     for r in results:
@@ -268,7 +270,7 @@ def observation(
             body += f"\n{RESTARTED}"
         tip = hint(r)
         if tip:
-            body += f"\n{tip}"
+            body += f"\n{naming(tip, term)}"
         if r.get("probe"):
             body += f"\n{r['probe']}"
         parts.append(f"{head}\n{body if body.strip() else EMPTY_OUTPUT_HINT}")
@@ -322,13 +324,16 @@ def subcall_prompt(query: str, payload: Any) -> str:
 # ---- feedback on a reply, and hints on a block's result ---------------------------------------
 # Each is short and general: it names what went wrong and the next step, never a task.
 
+# The example search of the hints below, which names the question's rarest term in the data
+# where the run knows it (naming()).
+EXAMPLE_SEARCH = "e.g. grep('name')"
 PLACEHOLDER_ANSWER = (
     "Your Final Answer {answer!r} is a placeholder, not an answer. Find the real answer with "
     "code, then reply with Final Answer: followed by the value itself."
 )
 FAILED_SEARCH_ANSWER = (
     "Your Final Answer {answer!r} says the search failed, not what the answer is. Try another "
-    "search: one distinctive word or name from the question, e.g. grep('name')."
+    "search: one distinctive word or name from the question, " + EXAMPLE_SEARCH + "."
 )
 EMPTY_RESULT_ANSWER = (
     "Your Final Answer {answer!r} is the empty result the hint above warned about: the pattern "
@@ -354,6 +359,12 @@ SEARCH_ANY = "grep one distinctive word or name from the question"
 SEARCH_TERM = "grep({term!r}) ({term!r} is the question's rarest word in context: {count:,} times)"
 
 
+def naming(text: str, term: KeyTerm | None) -> str:
+    """``text`` with its example search (:data:`EXAMPLE_SEARCH`) made the question's rarest
+    term in the data, when the run looked it up."""
+    return text if term is None else text.replace(EXAMPLE_SEARCH, f"e.g. {search_for(term)}")
+
+
 def search_for(term: KeyTerm | None) -> str:
     """The search the answer checks ask for: the question's rarest term in the data when the
     run looked it up (:func:`rlm_graph.probes.look_up_terms`), else any distinctive word."""
@@ -372,7 +383,8 @@ ONE_ITEM_ANSWER = (
 )
 HINT_NO_MATCH = (
     "Hint: re.search found nothing and returned None. Search for one distinctive word or name "
-    "from the question, e.g. grep('name'), read how the data words it, then fix the pattern."
+    "from the question, " + EXAMPLE_SEARCH + ", read how the data words it, then fix the "
+    "pattern."
 )
 HINT_NOT_A_NUMBER = (
     "Hint: int()/float() got text that is not a number. Capture only the digits with a group, "
@@ -389,7 +401,9 @@ HINT_UNDEFINED = (
 HINT_EMPTY = (
     "Hint: that result is empty or 0, which usually means the pattern or filter does not match "
     "the data. Search for one distinctive word or name from the question, not a whole phrase "
-    "(the data may word it differently), e.g. grep('name'), then fix the code. If the question "
+    "(the data may word it differently), "
+    + EXAMPLE_SEARCH
+    + ", then fix the code. If the question "
     "asks about something the text implies but never writes (a topic, a tone, a kind), no "
     "pattern finds it: give the lines to llm_query and let it judge them."
 )
@@ -427,6 +441,12 @@ def hint(result: BlockResult) -> str | None:
             # lines gave up when told its search had missed (dev seed 1, niah_multivalue 32k).
             return HINT_EMPTY_AFTER_HITS if _GREP_FOUND.search(result["output"]) else HINT_EMPTY
     return None
+
+
+def warned_empty(message: str) -> bool:
+    """Whether ``message`` (an observation) has the hint for an empty result, whatever search
+    it names (:func:`naming`)."""
+    return any(h.split(EXAMPLE_SEARCH)[0] in message for h in (HINT_EMPTY, HINT_EMPTY_AFTER_HITS))
 
 
 def found_nothing(result: BlockResult) -> bool:

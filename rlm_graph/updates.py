@@ -177,7 +177,8 @@ def reply_update(
         update["feedback"] = prompts.PLACEHOLDER_ANSWER.format(answer=final)
         final = None
     elif final is not None and _FAILED_SEARCH.match(final) and not parsed.code_blocks:
-        update["feedback"] = prompts.FAILED_SEARCH_ANSWER.format(answer=final)
+        failed = prompts.FAILED_SEARCH_ANSWER.format(answer=final)
+        update["feedback"] = prompts.naming(failed, state.get("key_term"))
         final = None
     premature = final is not None and bool(parsed.code_blocks)
     # An empty "Final Answer:" line goes too: kept, a small model copies it into every reply.
@@ -225,7 +226,7 @@ def doubted(answer: str, messages: list[Any], query: str = "") -> str | None:
     observation's hint flagged, it is a sentence saying nothing was found, no observation
     showed it, or it is one short item where ``query`` asks for all of them."""
     last = str(messages[-1].content) if messages and isinstance(messages[-1], HumanMessage) else ""
-    flagged = prompts.HINT_EMPTY in last or prompts.HINT_EMPTY_AFTER_HITS in last
+    flagged = prompts.warned_empty(last)
     if flagged and answer.strip().strip(".").lower() in prompts.EMPTY_VALUES:
         return prompts.EMPTY_RESULT_ANSWER
     if says_absent(answer):

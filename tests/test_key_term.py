@@ -18,7 +18,9 @@ QUERY = "What is the code of key blue-fox in the Harbour file?"
 CONTEXT = "Harbour log\nk blue-fox code 4417\nk red-owl code 1200\nk blue-fox again\n"
 
 
-def _run(replies: list[str], query: str = QUERY, context: str = CONTEXT) -> list[list[Any]]:
+def _run(
+    replies: list[str], query: str = QUERY, context: str = CONTEXT, **settings: Any
+) -> list[list[Any]]:
     seen: list[list[BaseMessage]] = []
 
     def respond(messages: list[BaseMessage]) -> str:
@@ -26,7 +28,7 @@ def _run(replies: list[str], query: str = QUERY, context: str = CONTEXT) -> list
         return replies[min(turn(messages), len(replies) - 1)]
 
     model = FakeChatModel(respond=respond, tags=[SMALL_MODEL_TAG])
-    build_graph(model=model).invoke({"query": query, "context": context})
+    build_graph(model=model, **settings).invoke({"query": query, "context": context})
     return seen
 
 
@@ -138,3 +140,20 @@ def test_the_lookup_runs_once_and_only_for_checked_answers() -> None:
         steps = probes.key_term_once(cast(Any, None), cast(Any, state))
         with pytest.raises(StopIteration):
             next(steps)
+
+
+def test_the_empty_result_hint_names_the_term() -> None:
+    # The failure it is for (dev seed 0, niah_multivalue 32k): told "e.g. grep('name')" four
+    # times, the model searched the question's common words one by one and never its key.
+    # (dead ends off: asked again unseen, the failed block's observation is not shown)
+    seen = _run([code("print(context.count('zzz'))"), final("0"), final("0")], dead_end_retries=0)
+    observation = last_text(seen[1])
+    assert "e.g. grep('blue-fox') ('blue-fox' is the question's rarest word" in observation
+    assert "grep('name')" not in observation
+    # The hint is still told from its wording: the empty answer after it is questioned.
+    assert "the empty result the hint above warned about" in last_text(seen[2])
+
+
+def test_an_answer_saying_the_search_failed_names_the_term() -> None:
+    seen = _run([code("print(1)"), final("no match"), final("4417")])
+    assert "e.g. grep('blue-fox')" in last_text(seen[2])
