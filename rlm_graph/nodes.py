@@ -212,6 +212,7 @@ class Loop:
                 setup, run.setup = run.setup, None
                 yield RunBlock(executor, setup, traced=False)
             looked, lost = yield from probes.key_term_once(executor, state)
+            term = looked.get("key_term", state.get("key_term"))
             results: list[BlockResult] = []
             entries: list[JournalEntry] = []
             for index, code in enumerate(checked.blocks):
@@ -219,7 +220,7 @@ class Loop:
                 run.handlers.begin_block()
                 outcome = yield RunBlock(executor, code)
                 results.append(record_result(run, iteration, index, outcome))
-                yield from probes.look(executor, results[-1], code)
+                yield from probes.look(executor, results[-1], code, term)
                 entries.append(entry_of(iteration, index, code, outcome, run.handlers.calls()))
                 if outcome.final_answer is not None:
                     break  # later blocks are skipped

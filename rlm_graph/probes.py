@@ -31,26 +31,26 @@ _ESCAPE = re.compile(r"\\[A-Za-z]")
 _WORD = re.compile(r"\w{3,}")
 
 _PROBE = """\
-def _rlm_probe(words):
+def _rlm_probe(words, term):
     text = context
     if not isinstance(text, str):
         return
-    parts = []
-    for w in words:
+    def seen(w):
         n = text.count(w)
         if not n:
-            parts.append(f"{{w!r}} 0 times")
-            continue
+            return f"{{w!r}} 0 times"
         i = text.find(w)
         start = text.rfind("\\n", 0, i) + 1
         end = text.find("\\n", i)
         end = len(text) if end < 0 else end
         if end - start > {line}:  # a long line: the part around the word
             start = max(start, i - {line} // 2)
-        parts.append(f"{{w!r}} {{n:,}} times, e.g. {{text[start:min(end, start + {line})]!r}}")
-    print("Where the words of your code's strings occur in context: " + "; ".join(parts))
+        return f"{{w!r}} {{n:,}} times, e.g. {{text[start:min(end, start + {line})]!r}}"
+    if term:
+        print("The question's rarest word in context: " + seen(term))
+    print("Where the words of your code's strings occur in context: " + "; ".join(map(seen, words)))
 try:
-    _rlm_probe({words!r})
+    _rlm_probe({words!r}, {term!r})
 finally:
     del _rlm_probe
 """
@@ -81,21 +81,27 @@ def words_of(code: str) -> list[str]:
     return found[:MAX_WORDS]
 
 
-def probe_code(code: str) -> str | None:
-    """The sandbox code of the probe for ``code``'s strings, or None when they have no words."""
-    words = words_of(code)
-    return _PROBE.format(words=words, line=LINE_CHARS) if words else None
+def probe_code(code: str, term: KeyTerm | None = None) -> str | None:
+    """The sandbox code of the probe for ``code``'s strings, or None when they have no words.
+    With the question's rarest term in the data, the probe shows a line holding it first: a
+    small model told to grep it kept trying the words of its own failed pattern instead (dev
+    seed 0, niah_multivalue 32k)."""
+    key = term["term"] if term else None
+    words = [w for w in words_of(code) if w != key]
+    return _PROBE.format(words=words, term=key, line=LINE_CHARS) if words else None
 
 
-def look(executor: Executor, result: BlockResult, code: str) -> Generator[RunBlock, Any, None]:
+def look(
+    executor: Executor, result: BlockResult, code: str, term: KeyTerm | None = None
+) -> Generator[RunBlock, Any, None]:
     """After a block whose search found nothing, run the probe and keep what it printed in
     ``result["probe"]`` (the observation shows it under the hint)."""
-    probe = probe_code(code) if wants_probe(result) else None
+    probe = probe_code(code, term) if wants_probe(result) else None
     if probe is None:
         return
     outcome = yield RunBlock(executor, probe, traced=False)
     if outcome.output.strip():
-        result["probe"] = outcome.output.strip()[: 4 * MAX_WORDS * LINE_CHARS]
+        result["probe"] = outcome.output.strip()[: 4 * (MAX_WORDS + 1) * LINE_CHARS]
     # A probe cut off by the block timeout restarts the REPL: the model must be told.
     result["restarted"] = result["restarted"] or outcome.restarted
 

@@ -157,3 +157,15 @@ def test_the_empty_result_hint_names_the_term() -> None:
 def test_an_answer_saying_the_search_failed_names_the_term() -> None:
     seen = _run([code("print(1)"), final("no match"), final("4417")])
     assert "e.g. grep('blue-fox')" in last_text(seen[2])
+
+
+def test_a_failed_search_shows_a_line_holding_the_term_first() -> None:
+    # Told "e.g. grep('gentle-badger')", the model kept trying the words of its own failed
+    # pattern one by one (dev seed 0, niah_multivalue 32k): the probe now shows the term's line.
+    block = "import re\nprint(re.findall(r'code of blue-fox (\\d+)', context))"
+    seen = _run([code(block), final("4417")], dead_end_retries=0)
+    observation = last_text(seen[1])
+    line = "The question's rarest word in context: 'blue-fox' 2 times, e.g. 'k blue-fox code 4417'"
+    assert line in observation
+    assert observation.index(line) < observation.index("Where the words of your code's")
+    assert "'blue-fox' 2 times" not in observation.split("Where the words")[1]  # once
