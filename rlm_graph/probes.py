@@ -45,7 +45,8 @@ def _rlm_probe(words, term):
         end = len(text) if end < 0 else end
         if end - start > {line}:  # a long line: the part around the word
             start = max(start, i - {line} // 2)
-        return f"{{w!r}} {{n:,}} times, e.g. {{text[start:min(end, start + {line})]!r}}"
+        times = "once" if n == 1 else f"{{n:,}} times"
+        return f"{{w!r}} {{times}}, e.g. {{text[start:min(end, start + {line})]!r}}"
     if term:
         print("The question's rarest word in context: " + seen(term))
     print("Where the words of your code's strings occur in context: " + "; ".join(map(seen, words)))

@@ -356,7 +356,7 @@ ABSENT_ANSWER = (
 SEARCH_ANY = "grep one distinctive word or name from the question"
 # A small model told only "grep one distinctive word" resent its guess (18 of 25 times on the
 # dev traces) and never ran grep; told the exact call, it ran it (the one-item check: 6 of 6).
-SEARCH_TERM = "grep({term!r}) ({term!r} is the question's rarest word in context: {count:,} times)"
+SEARCH_TERM = "grep({term!r}) ({term!r} is the question's rarest word in context: {times})"
 
 
 def naming(text: str, term: KeyTerm | None) -> str:
@@ -370,7 +370,8 @@ def search_for(term: KeyTerm | None) -> str:
     run looked it up (:func:`rlm_graph.probes.look_up_terms`), else any distinctive word."""
     if term is None:
         return SEARCH_ANY
-    return SEARCH_TERM.format(term=term["term"], count=term["count"])
+    count = term["count"]
+    return SEARCH_TERM.format(term=term["term"], times="once" if count == 1 else f"{count:,} times")
 
 
 ONE_ITEM_ANSWER = (

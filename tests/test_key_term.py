@@ -169,3 +169,8 @@ def test_a_failed_search_shows_a_line_holding_the_term_first() -> None:
     assert line in observation
     assert observation.index(line) < observation.index("Where the words of your code's")
     assert "'blue-fox' 2 times" not in observation.split("Where the words")[1]  # once
+
+
+def test_a_term_found_once_reads_once() -> None:
+    assert prompts.search_for({"term": "k-1", "count": 1}).endswith("in context: once)")
+    assert prompts.search_for({"term": "k-1", "count": 1200}).endswith("1,200 times)")

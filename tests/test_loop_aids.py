@@ -442,7 +442,7 @@ def test_the_probe_shows_the_part_of_a_long_line_around_the_word(
     assert probe is not None
     exec(probe, {"context": "x" * 5000 + " needle " + "y" * 5000})  # the sandbox runs it so
     shown = capsys.readouterr().out
-    assert "'needle' 1 times, e.g. 'xxx" in shown and "needle yyy" in shown
+    assert "'needle' once, e.g. 'xxx" in shown and "needle yyy" in shown
     assert len(shown) < 2 * probes.LINE_CHARS
 
 
