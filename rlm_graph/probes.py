@@ -25,6 +25,8 @@ from rlm_graph.steps import RunBlock
 MAX_WORDS = 6
 #: Characters of each example line the probe shows.
 LINE_CHARS = 160
+#: Places the probe shows for the question's rarest term (one for each word of the code).
+TERM_PLACES = 5
 
 # Regex escapes (\w, \d, \s, \b, ...) are not words of the data.
 _ESCAPE = re.compile(r"\\[A-Za-z]")
@@ -35,20 +37,23 @@ def _rlm_probe(words, term):
     text = context
     if not isinstance(text, str):
         return
-    def seen(w):
+    def seen(w, shown=1):
         n = text.count(w)
         if not n:
             return f"{{w!r}} 0 times"
-        i = text.find(w)
-        start = text.rfind("\\n", 0, i) + 1
-        end = text.find("\\n", i)
-        end = len(text) if end < 0 else end
-        if end - start > {line}:  # a long line: the part around the word
-            start = max(start, i - {line} // 2)
         times = "once" if n == 1 else f"{{n:,}} times"
-        return f"{{w!r}} {{times}}, e.g. {{text[start:min(end, start + {line})]!r}}"
+        parts, i = [], text.find(w)
+        while i >= 0 and len(parts) < shown:
+            start = text.rfind("\\n", 0, i) + 1
+            end = text.find("\\n", i)
+            end = len(text) if end < 0 else end
+            if end - start > {line}:  # a long line: the part around the word
+                start = max(start, i - {line} // 2)
+            parts.append(repr(text[start:min(end, start + {line})]))
+            i = text.find(w, max(i + len(w), min(end, start + {line})))
+        return f"{{w!r}} {{times}}, e.g. {{', '.join(parts)}}"
     if term:
-        print("The question's rarest word in context: " + seen(term))
+        print("The question's rarest word in context: " + seen(term, {shown}))
     print("Where the words of your code's strings occur in context: " + "; ".join(map(seen, words)))
 try:
     _rlm_probe({words!r}, {term!r})
@@ -84,12 +89,14 @@ def words_of(code: str) -> list[str]:
 
 def probe_code(code: str, term: KeyTerm | None = None) -> str | None:
     """The sandbox code of the probe for ``code``'s strings, or None when they have no words.
-    With the question's rarest term in the data, the probe shows a line holding it first: a
-    small model told to grep it kept trying the words of its own failed pattern instead (dev
-    seed 0, niah_multivalue 32k)."""
+    With the question's rarest term in the data, the probe first shows the first
+    :data:`TERM_PLACES` places holding it: a small model told to grep it kept trying the words
+    of its own failed pattern instead (dev seed 0, niah_multivalue 32k); shown one place, it
+    answered with the one value there."""
     key = term["term"] if term else None
     words = [w for w in words_of(code) if w != key]
-    return _PROBE.format(words=words, term=key, line=LINE_CHARS) if words else None
+    probe = _PROBE.format(words=words, term=key, line=LINE_CHARS, shown=TERM_PLACES)
+    return probe if words else None
 
 
 def look(
@@ -102,7 +109,7 @@ def look(
         return
     outcome = yield RunBlock(executor, probe, traced=False)
     if outcome.output.strip():
-        result["probe"] = outcome.output.strip()[: 4 * (MAX_WORDS + 1) * LINE_CHARS]
+        result["probe"] = outcome.output.strip()[: 4 * (MAX_WORDS + TERM_PLACES) * LINE_CHARS]
     # A probe cut off by the block timeout restarts the REPL: the model must be told.
     result["restarted"] = result["restarted"] or outcome.restarted
 

@@ -168,6 +168,7 @@ def test_a_failed_search_shows_a_line_holding_the_term_first() -> None:
     line = "The question's rarest word in context: 'blue-fox' 2 times, e.g. 'k blue-fox code 4417'"
     assert line in observation
     assert observation.index(line) < observation.index("Where the words of your code's")
+    assert f"{line}, 'k blue-fox again'" in observation  # each place, up to TERM_PLACES
     assert "'blue-fox' 2 times" not in observation.split("Where the words")[1]  # once
 
 
