@@ -25,7 +25,7 @@ from rlm_graph.steps import RunBlock
 MAX_WORDS = 6
 #: Characters of each example line the probe shows.
 LINE_CHARS = 160
-#: Places the probe shows for the question's rarest term (one for each word of the code).
+#: Places the probe shows that hold the question's rarest term (a word of the code gets one).
 TERM_PLACES = 5
 
 # Regex escapes (\w, \d, \s, \b, ...) are not words of the data.

@@ -384,8 +384,7 @@ ONE_ITEM_ANSWER = (
 )
 HINT_NO_MATCH = (
     "Hint: re.search found nothing and returned None. Search for one distinctive word or name "
-    "from the question, " + EXAMPLE_SEARCH + ", read how the data words it, then fix the "
-    "pattern."
+    f"from the question, {EXAMPLE_SEARCH}, read how the data words it, then fix the pattern."
 )
 HINT_NOT_A_NUMBER = (
     "Hint: int()/float() got text that is not a number. Capture only the digits with a group, "
@@ -402,9 +401,7 @@ HINT_UNDEFINED = (
 HINT_EMPTY = (
     "Hint: that result is empty or 0, which usually means the pattern or filter does not match "
     "the data. Search for one distinctive word or name from the question, not a whole phrase "
-    "(the data may word it differently), "
-    + EXAMPLE_SEARCH
-    + ", then fix the code. If the question "
+    f"(the data may word it differently), {EXAMPLE_SEARCH}, then fix the code. If the question "
     "asks about something the text implies but never writes (a topic, a tone, a kind), no "
     "pattern finds it: give the lines to llm_query and let it judge them."
 )
