@@ -273,9 +273,9 @@ _ITEM_SEPARATOR = re.compile(r"\s*(?:[,;\n]|\band\b)\s*")
 
 def answer_items(answer: str) -> list[str]:
     """The items of an answer written as a list (commas, semicolons, lines or "and"), each
-    without its quotes."""
+    without its quotes or backticks (a small model writes code names as `PACKAGE_DIR`)."""
     body = answer.strip().strip("[](){}.")
-    items = (item.strip("'\" ") for item in _ITEM_SEPARATOR.split(body))
+    items = (item.strip("'\"` ") for item in _ITEM_SEPARATOR.split(body))
     return [item for item in items if item]
 
 

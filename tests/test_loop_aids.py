@@ -109,6 +109,14 @@ def test_the_items_of_an_answer(answer: str, n: int) -> None:
     assert len(updates.answer_items(answer)) == n
 
 
+def test_a_name_in_backticks_that_was_shown_is_not_a_guess() -> None:
+    # Seen on code questions (seed 11 of no split; test seed 102): `PACKAGE_DIR` after an
+    # output showing PACKAGE_DIR was questioned as a guess, and the model then changed it.
+    replies = [code("print('Path = PACKAGE_DIR) -> str:')"), final("`PACKAGE_DIR`")]
+    out, _ = _run(replies, [SMALL_MODEL_TAG], "What is the default of relative_to?")
+    assert out["answer"] == "`PACKAGE_DIR`" and out["iterations"] == 2
+
+
 def test_a_list_whose_items_were_each_shown_is_not_a_guess() -> None:
     names = "k ALPHA = 7\nk BETA = ALPHA\n"
     replies = [code("grep('k')"), final("ALPHA, BETA")]
