@@ -1,6 +1,7 @@
-"""The answer checks name the search to run: the question's rarest term in the data, looked up
-in the sandbox once per run before the model's first block (rlm_graph.probes.look_up_terms).
-Scripted models, the real sandbox."""
+"""The search the loop names for a small model: the question's rarest term in the data, looked
+up in the sandbox once per run before the model's first block (rlm_graph.probes), named by the
+answer checks and the hints, and shown in place by the probe after a failed search. Scripted
+models, the real sandbox."""
 
 from __future__ import annotations
 
