@@ -95,8 +95,9 @@ def probe_code(code: str, term: KeyTerm | None = None) -> str | None:
     answered with the one value there."""
     key = term["term"] if term else None
     words = [w for w in words_of(code) if w != key]
-    probe = _PROBE.format(words=words, term=key, line=LINE_CHARS, shown=TERM_PLACES)
-    return probe if words else None
+    if not words:
+        return None
+    return _PROBE.format(words=words, term=key, line=LINE_CHARS, shown=TERM_PLACES)
 
 
 def look(
@@ -184,28 +185,21 @@ def is_name(term: str) -> bool:
     return bool(_NAMED.search(term)) or " " in term or not term[:1].isupper()
 
 
-def look_up_terms(
-    executor: Executor, query: str
-) -> Generator[RunBlock, Any, tuple[KeyTerm | None, bool]]:
-    """Count the question's terms in ``context`` (once per run, before the model's first
-    block can rename or change it). Returns the term to name when the model should search,
-    and whether the lookup restarted the REPL (cut off by the block timeout)."""
-    terms = question_terms(query)
-    if not terms:
-        return None, False
-    outcome = yield RunBlock(executor, terms_code(terms), traced=False)
-    if outcome.error or outcome.restarted:
-        return None, outcome.restarted
-    return key_term(terms, outcome.output), False
-
-
 def key_term_once(
     executor: Executor, state: State
 ) -> Generator[RunBlock, Any, tuple[dict[str, Any], str | None]]:
-    """The state update of :func:`look_up_terms` on a run's first executed reply when its
-    answers are checked (small models), else nothing; and the note telling the model its REPL
-    restarted, if the lookup was cut off by the block timeout."""
+    """On a run's first executed reply, when its answers are checked (small models), count the
+    question's terms in ``context`` before the model's first block can rename or change it.
+    Returns the state update (the term to name when the model should search) and the note
+    telling the model its REPL restarted, if the lookup was cut off by the block timeout."""
     if not state.get("check_answers") or state.get("key_term_looked"):
         return {}, None
-    term, restarted = yield from look_up_terms(executor, state["query"])
+    terms = question_terms(state["query"])
+    term: KeyTerm | None = None
+    restarted = False
+    if terms:
+        outcome = yield RunBlock(executor, terms_code(terms), traced=False)
+        restarted = outcome.restarted
+        if not outcome.error and not restarted:
+            term = key_term(terms, outcome.output)
     return {"key_term": term, "key_term_looked": True}, prompts.RESTARTED if restarted else None
