@@ -1,12 +1,16 @@
 """A look at the data after a search that found nothing: where the words of the block's own
-strings occur in ``context``.
+strings occur in ``context``, and where its regular expressions stop matching.
 
 A small model told "your pattern matched nothing, search for one word first" re-ran the same
 code (the demo, dev seeds 202–204: a regex built from the question's '<timestamp> ERROR
 [service]' format line printed 0 three times). Told instead that 'ERROR' occurs 1,590 times,
 with a real line, and 'timestamp' never, it has what it needs to fix the pattern without
-spending a reply on looking. The probe only reads ``context``; it defines no variable and is
-not part of the run's journal, so a replay does not repeat it.
+spending a reply on looking. A regular expression of the block that matches nothing is fitted
+to the data: the probe shows the longest start of it that matches and the text that follows,
+where the rest of the pattern fails (dev seed 0, niah_multivalue 32k: a 1.5B model sent
+``gentle-badger\\s*\\d+`` three times, shown the lines reading "gentle-badger is: 8084777" but
+not told which part of its pattern missed them). The probe only reads ``context``; it defines
+no variable and is not part of the run's journal, so a replay does not repeat it.
 """
 
 from __future__ import annotations
@@ -28,12 +32,25 @@ LINE_CHARS = 160
 #: Places the probe shows that hold the question's rarest term (a word of the code gets one).
 TERM_PLACES = 5
 
+#: At most this many of the block's regular expressions are fitted to the data.
+MAX_PATTERNS = 2
+#: Characters of text shown after the part of the data a pattern's start matched.
+AFTER = 60
+
+# re's functions, each with where its flags go among the positional arguments, and the flags
+# that ignore case.
+_REGEX_CALLS = {
+    "compile": 1, "search": 2, "match": 2, "fullmatch": 2, "findall": 2, "finditer": 2,
+    "split": 3, "sub": 4, "subn": 4,
+}  # fmt: skip
+_IGNORE_CASE = re.compile(r"\bI\b|IGNORECASE")
 # Regex escapes (\w, \d, \s, \b, ...) are not words of the data.
 _ESCAPE = re.compile(r"\\[A-Za-z]")
 _WORD = re.compile(r"\w{3,}")
 
 _PROBE = """\
-def _rlm_probe(words, term):
+def _rlm_probe(words, term, patterns):
+    import re
     text = context
     if not isinstance(text, str):
         return
@@ -52,11 +69,57 @@ def _rlm_probe(words, term):
             parts.append(repr(text[start:min(end, start + {line})]))
             i = text.find(w, max(i + len(w), min(end, start + {line})))
         return f"{{w!r}} {{times}}, e.g. {{', '.join(parts)}}"
+    def raw(p):
+        return f"r'{{p}}'" if "'" not in p and "\\n" not in p else repr(p)
+    def fit(p, flags):
+        # The longest start of the pattern that matches, found by halving: a shorter start
+        # matches wherever a longer one does. A start cut inside a group is closed.
+        try:
+            if re.search(p, text, flags):
+                return None
+        except (re.error, RecursionError):
+            return None
+        starts = []
+        for k in range(len(p) - 1, 0, -1):
+            if (len(p[:k]) - len(p[:k].rstrip("\\\\"))) % 2:
+                continue  # cut inside an escape
+            for close in ("", ")", "))"):
+                try:
+                    starts.append((k, re.compile(p[:k] + close, flags)))
+                    break
+                except (re.error, RecursionError):
+                    pass
+        lo, hi, best = 0, len(starts) - 1, None
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            m = starts[mid][1].search(text)
+            if m and m.end() > m.start():
+                best, hi = (starts[mid][0], starts[mid][1], m), mid - 1
+            else:
+                lo = mid + 1
+        if best is None:
+            return None
+        k, rx, m = best
+        n = sum(1 for _ in zip(range(1000), rx.finditer(text)))
+        times = "once" if n == 1 else f"{{n:,}} times" if n < 1000 else "1,000+ times"
+        return (f"Your pattern {{raw(p)}} matches nothing. Its start {{raw(p[:k])}} matches "
+                f"{{times}}, e.g. {{m.group()[-{line}:]!r}}, and there the text goes on "
+                f"{{text[m.end():m.end() + {after}]!r}}, which the rest, {{raw(p[k:])}}, does not "
+                "fit: change the pattern to fit the text.")
     if term:
         print("The question's rarest word in context: " + seen(term, {shown}))
-    print("Where the words of your code's strings occur in context: " + "; ".join(map(seen, words)))
+    fitted = []
+    for p, ignore_case in patterns:
+        line = fit(p, re.IGNORECASE if ignore_case else 0)
+        if line:
+            print(line)
+            fitted.append(p)
+    words = [w for w in words if not any(w in p for p in fitted)]
+    if words:
+        where = "; ".join(map(seen, words))
+        print("Where the words of your code's strings occur in context: " + where)
 try:
-    _rlm_probe({words!r}, {term!r})
+    _rlm_probe({words!r}, {term!r}, {patterns!r})
 finally:
     del _rlm_probe
 """
@@ -87,17 +150,57 @@ def words_of(code: str) -> list[str]:
     return found[:MAX_WORDS]
 
 
+def patterns_of(code: str) -> list[tuple[str, bool]]:
+    """The regular expressions ``code`` passes as literals to ``re``'s functions or to grep,
+    first ones first (at most :data:`MAX_PATTERNS`), each with whether its case is ignored."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    found: list[tuple[int, int, str, bool]] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not node.args:
+            continue
+        first, func = node.args[0], node.func
+        if not (isinstance(first, ast.Constant) and isinstance(first.value, str) and first.value):
+            continue
+        if isinstance(func, ast.Name) and func.id == "grep":
+            ignore = not any(
+                k.arg == "ignore_case" and isinstance(k.value, ast.Constant) and not k.value.value
+                for k in node.keywords
+            )
+        elif (
+            isinstance(func, ast.Attribute)
+            and isinstance(func.value, ast.Name)
+            and func.value.id == "re"
+            and func.attr in _REGEX_CALLS
+        ):
+            at = _REGEX_CALLS[func.attr]
+            flags = [*node.args[at : at + 1], *(k.value for k in node.keywords if k.arg == "flags")]
+            ignore = any(_IGNORE_CASE.search(ast.unparse(f)) for f in flags)
+        else:
+            continue
+        found.append((first.lineno, first.col_offset, first.value, ignore))
+    found.sort()
+    unique = dict.fromkeys((p, ignore) for _, _, p, ignore in found)
+    return list(unique)[:MAX_PATTERNS]
+
+
 def probe_code(code: str, term: KeyTerm | None = None) -> str | None:
-    """The sandbox code of the probe for ``code``'s strings, or None when they have no words.
-    With the question's rarest term in the data, the probe first shows the first
-    :data:`TERM_PLACES` places holding it: a small model told to grep it kept trying the words
-    of its own failed pattern instead (dev seed 0, niah_multivalue 32k); shown one place, it
-    answered with the one value there."""
+    """The sandbox code of the probe for ``code``'s strings, or None when they have no words
+    and ``code`` passes no pattern to ``re`` or grep (:func:`patterns_of`). With the question's
+    rarest term in the data, the probe first shows the first :data:`TERM_PLACES` places holding
+    it: a small model told to grep it kept trying the words of its own failed pattern instead
+    (dev seed 0, niah_multivalue 32k); shown one place, it answered with the one value there.
+    Each pattern that matches nothing follows, with where it stops matching."""
     key = term["term"] if term else None
     words = [w for w in words_of(code) if w != key]
-    if not words:
+    patterns = patterns_of(code)
+    if not words and not patterns:
         return None
-    return _PROBE.format(words=words, term=key, line=LINE_CHARS, shown=TERM_PLACES)
+    return _PROBE.format(
+        words=words, term=key, patterns=patterns, line=LINE_CHARS, shown=TERM_PLACES, after=AFTER
+    )
 
 
 def look(
