@@ -71,6 +71,9 @@ def _rlm_probe(words, term, patterns):
         return f"{{w!r}} {{times}}, e.g. {{', '.join(parts)}}"
     def raw(p):
         return f"r'{{p}}'" if "'" not in p and "\\n" not in p else repr(p)
+    def after(i):
+        end = text.find("\\n", i, i + {after})
+        return text[i:i + {after} if end < 0 else end + 1]
     def fit(p, flags):
         # The longest start of the pattern that matches, found by halving: a shorter start
         # matches wherever a longer one does. A start cut inside a group is closed.
@@ -81,11 +84,12 @@ def _rlm_probe(words, term, patterns):
             return None
         starts = []
         for k in range(len(p) - 1, 0, -1):
-            if (len(p[:k]) - len(p[:k].rstrip("\\\\"))) % 2:
-                continue  # cut inside an escape
+            start = p[:k]
+            if (len(start) - len(start.rstrip("\\\\"))) % 2 or start.endswith(("(", "(?", "(?:")):
+                continue  # cut inside an escape, or an empty group
             for close in ("", ")", "))"):
                 try:
-                    starts.append((k, re.compile(p[:k] + close, flags)))
+                    starts.append((k, re.compile(start + close, flags)))
                     break
                 except (re.error, RecursionError):
                     pass
@@ -104,7 +108,7 @@ def _rlm_probe(words, term, patterns):
         times = "once" if n == 1 else f"{{n:,}} times" if n < 1000 else "1,000+ times"
         return (f"Your pattern {{raw(p)}} matches nothing. Its start {{raw(p[:k])}} matches "
                 f"{{times}}, e.g. {{m.group()[-{line}:]!r}}, and there the text goes on "
-                f"{{text[m.end():m.end() + {after}]!r}}, which the rest, {{raw(p[k:])}}, does not "
+                f"{{after(m.end())!r}}, which the rest, {{raw(p[k:])}}, does not "
                 "fit: change the pattern to fit the text.")
     if term:
         print("The question's rarest word in context: " + seen(term, {shown}))
