@@ -97,7 +97,7 @@ def _rlm_probe(words, term, patterns):
         while lo <= hi:
             mid = (lo + hi) // 2
             m = starts[mid][1].search(text)
-            if m and m.end() > m.start():
+            if m and m.end() - m.start() >= 3:  # a letter or two says nothing
                 best, hi = (starts[mid][0], starts[mid][1], m), mid - 1
             else:
                 lo = mid + 1
