@@ -37,13 +37,11 @@ MAX_PATTERNS = 2
 #: Characters of text shown after the part of the data a pattern's start matched.
 AFTER = 60
 
-# re's functions, each with where its flags go among the positional arguments, and the flags
-# that ignore case.
+# re's functions, each with where its flags go among the positional arguments.
 _REGEX_CALLS = {
     "compile": 1, "search": 2, "match": 2, "fullmatch": 2, "findall": 2, "finditer": 2,
     "split": 3, "sub": 4, "subn": 4,
 }  # fmt: skip
-_IGNORE_CASE = re.compile(r"\bI\b|IGNORECASE")
 # Regex escapes (\w, \d, \s, \b, ...) are not words of the data.
 _ESCAPE = re.compile(r"\\[A-Za-z]")
 _WORD = re.compile(r"\w{3,}")
@@ -181,7 +179,11 @@ def patterns_of(code: str) -> list[tuple[str, bool]]:
         ):
             at = _REGEX_CALLS[func.attr]
             flags = [*node.args[at : at + 1], *(k.value for k in node.keywords if k.arg == "flags")]
-            ignore = any(_IGNORE_CASE.search(ast.unparse(f)) for f in flags)
+            ignore = any(
+                getattr(n, "attr", getattr(n, "id", None)) in ("I", "IGNORECASE")
+                for f in flags
+                for n in ast.walk(f)
+            )
         else:
             continue
         found.append((first.lineno, first.col_offset, first.value, ignore))

@@ -168,9 +168,9 @@ def test_a_failed_search_shows_a_line_holding_the_term_first() -> None:
     observation = last_text(seen[1])
     line = "The question's rarest word in context: 'blue-fox' 2 times, e.g. 'k blue-fox code 4417'"
     assert line in observation
-    assert observation.index(line) < observation.index("Where the words of your code's")
+    assert observation.index(line) < observation.index("Your pattern r'code of blue-fox")
     assert f"{line}, 'k blue-fox again'" in observation  # each place, up to TERM_PLACES
-    assert "'blue-fox' 2 times" not in observation.split("Where the words")[1]  # once
+    assert "'blue-fox' 2 times" not in observation.split("Your pattern")[1]  # once
 
 
 def test_a_term_found_once_reads_once() -> None:
