@@ -153,18 +153,25 @@ def words_of(code: str) -> list[str]:
 
 
 def patterns_of(code: str) -> list[tuple[str, bool]]:
-    """The regular expressions ``code`` passes as literals to ``re``'s functions or to grep,
-    first ones first (at most :data:`MAX_PATTERNS`), each with whether its case is ignored."""
+    """The regular expressions ``code`` passes to ``re``'s functions or to grep, as a literal or
+    a name the block assigns a literal to, first ones first (at most :data:`MAX_PATTERNS`),
+    each with whether its case is ignored."""
     try:
         tree = ast.parse(code)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return []
+    named = {
+        node.targets[0].id: _text(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+    }
     found: list[tuple[int, int, str, bool]] = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call) or not node.args:
             continue
         first, func = node.args[0], node.func
-        if not (isinstance(first, ast.Constant) and isinstance(first.value, str) and first.value):
+        pattern = _text(first) or named.get(getattr(first, "id", ""))
+        if not pattern:
             continue
         if isinstance(func, ast.Name) and func.id == "grep":
             ignore = not any(
@@ -186,10 +193,14 @@ def patterns_of(code: str) -> list[tuple[str, bool]]:
             )
         else:
             continue
-        found.append((first.lineno, first.col_offset, first.value, ignore))
+        found.append((node.lineno, node.col_offset, pattern, ignore))
     found.sort()
     unique = dict.fromkeys((p, ignore) for _, _, p, ignore in found)
     return list(unique)[:MAX_PATTERNS]
+
+
+def _text(node: ast.AST) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
 
 def probe_code(code: str, term: KeyTerm | None = None) -> str | None:

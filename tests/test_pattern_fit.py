@@ -111,5 +111,8 @@ def test_which_literals_are_patterns() -> None:
         ("q", True),
         ("c", False),
     ]
+    # A name the block assigns a literal to (the last assignment), in the order of the calls.
+    named = "p = 'z+'\np = r'(\\d+)'\nm = re.search(p, s)\nn = re.search(q, s)\ngrep('y')"
+    assert probes.patterns_of(named) == [("(\\d+)", False), ("y", True)]
     assert probes.patterns_of("print('unclosed") == []
     assert probes.patterns_of("x.search('a'); re.escape('b'); re.search(p, s)") == []
