@@ -102,12 +102,33 @@ def _rlm_probe(words, term, patterns):
         if best is None:
             return None
         k, rx, m = best
-        n = sum(1 for _ in zip(range(1000), rx.finditer(text)))
-        times = "once" if n == 1 else f"{{n:,}} times" if n < 1000 else "1,000+ times"
         return (f"Your pattern {{raw(p)}} matches nothing. Its start {{raw(p[:k])}} matches "
-                f"{{times}}, e.g. {{m.group()[-{line}:]!r}}, and there the text goes on "
-                f"{{after(m.end())!r}}, which the rest, {{raw(p[k:])}}, does not "
-                "fit: change the pattern to fit the text.")
+                f"{{times(rx)}}, e.g. {{m.group()[-{line}:]!r}}, and there the text goes on "
+                f"{{after(m.end())!r}}, which the rest, {{raw(p[k:])}}, does not fit. "
+                + bridge(p[:k], p[k:], rx, flags))
+    def times(rx):
+        n = sum(1 for _ in zip(range(1000), rx.finditer(text)))
+        return "once" if n == 1 else f"{{n:,}} times" if n < 1000 else "1,000+ times"
+    def bridge(start, rest, rx, flags):
+        # The start, the text up to where the rest first matches after it, then the rest.
+        try:
+            tail = re.compile(rest, flags)
+        except (re.error, RecursionError):
+            tail = None
+        for _, s in zip(range(20), rx.finditer(text) if tail else ()):
+            gap = after(s.end())
+            t = tail.search(gap, 1)
+            if not t or t.end() == t.start():
+                continue
+            gap = gap[:t.start()]
+            plain = "".join("\\\\" + c if c in ".^$*+?{{}}[]\\\\|()" else c for c in gap)
+            try:
+                fixed = re.compile(start + plain + rest, flags)
+            except (re.error, RecursionError):
+                continue
+            if fixed.search(text):
+                return f"A pattern that fits: {{raw(fixed.pattern)}} (it matches {{times(fixed)}})."
+        return "Change the pattern to fit the text."
     if term:
         print("The question's rarest word in context: " + seen(term, {shown}))
     fitted = []

@@ -1,6 +1,7 @@
 """A regular expression of the model's block that matched nothing is fitted to the data after
 the search failed (rlm_graph.probes): the observation shows the longest start of it that
-matches, what it matched, and the text the rest of the pattern failed on. Scripted models, the
+matches, what it matched, the text the rest of the pattern failed on, and the pattern with that
+text bridged when the rest matches further on in the line. Scripted models, the
 real sandbox; the probe's own code is also run here on texts a test builds."""
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def test_a_failed_pattern_is_shown_where_it_stops_matching() -> None:
     assert (
         "Your pattern r'blue-fox\\s*(\\d+)' matches nothing. Its start r'blue-fox\\s*' matches "
         "2 times, e.g. 'blue-fox ', and there the text goes on 'code 4417\\n', which the rest, "
-        "r'(\\d+)', does not fit: change the pattern to fit the text."
+        "r'(\\d+)', does not fit. A pattern that fits: r'blue-fox\\s*code (\\d+)' "
+        "(it matches once)."
     ) in observation
     # The words of a fitted pattern are not looked up again.
     assert "occur in context" not in observation
@@ -116,3 +118,12 @@ def test_which_literals_are_patterns() -> None:
     assert probes.patterns_of(named) == [("(\\d+)", False), ("y", True)]
     assert probes.patterns_of("print('unclosed") == []
     assert probes.patterns_of("x.search('a'); re.escape('b'); re.search(p, s)") == []
+
+
+def test_the_bridged_pattern_escapes_the_text_it_takes(capsys: pytest.CaptureFixture[str]) -> None:
+    text = "id (a.b) = 42\nid (c) = 7\n"
+    shown = _fit("import re\nre.findall(r'id\\s*= (\\d+)', context)", text, capsys)
+    assert "A pattern that fits: r'id\\s*\\(a\\.b\\) = (\\d+)' (it matches once)." in shown
+    # The rest matches nowhere after the start: no pattern is made up.
+    shown = _fit("import re\nre.findall(r'id\\s*: (\\d+)', context)", text, capsys)
+    assert "does not fit. Change the pattern to fit the text." in shown
