@@ -1,8 +1,9 @@
 """Parse a model reply into its thought, code blocks and final answer.
 
 Format: ``Thought: ...`` followed by fenced code (```python or ```repl), or
-``Final Answer: ...``. Only fences tagged python/py/repl count as code, so a model quoting data
-in a plain fence does not run it. ``Final Answer:`` inside a code block is code, not an answer.
+``Final Answer: ...`` (at a line's start, or after a sentence in a reply without code). Only
+fences tagged python/py/repl count as code, so a model quoting data in a plain fence does not
+run it. ``Final Answer:`` inside a code block is code, not an answer.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ _FENCE = re.compile(
 )
 _ANY_FENCE = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
 _FINAL = re.compile(r"^[ \t>*_#]*final[ \t]+answer[ \t*_]*:[ \t*_]*", re.IGNORECASE | re.MULTILINE)
+# "Thought: ... shown above. Final Answer: 42" on one line: with no code in the reply, a label
+# after a sentence's end is the answer too (a 1.5B model wrote it so twice in a run and spent
+# its last replies on "neither code nor an answer", issue 12 dev traces).
+_FINAL_INLINE = re.compile(r"(?<=[.!?])[ \t*_]+final[ \t]+answer[ \t*_]*:[ \t*_]*", re.IGNORECASE)
 _THOUGHT = re.compile(r"^[ \t>*_#]*thought[ \t*_]*:[ \t*_]*", re.IGNORECASE | re.MULTILINE)
 _THINK_TAGS = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL | re.IGNORECASE)
 _OBSERVATION = re.compile(r"^[ \t]*observation[ \t]*:", re.IGNORECASE | re.MULTILINE)
@@ -38,7 +43,7 @@ def parse_reply(text: str) -> ParsedReply:
 
     prose = _ANY_FENCE.sub("\n", text)
     final: str | None = None
-    fm = _FINAL.search(prose)
+    fm = _FINAL.search(prose) or (None if code_blocks else _FINAL_INLINE.search(prose))
     if fm:
         final = prose[fm.end() :].strip()
         prose = prose[: fm.start()]

@@ -25,6 +25,14 @@ def test_final_answer_multiline_and_markdown_label() -> None:
     assert parsed.final_answer == "line one\nline two"
 
 
+def test_final_answer_after_a_sentence_in_a_reply_without_code() -> None:
+    parsed = parse_reply("Thought: These are the numbers. Final Answer: 808, 638")
+    assert parsed.final_answer == "808, 638" and parsed.thought == "These are the numbers."
+    # Not inside a sentence, and not in a reply with code (the code runs first).
+    assert parse_reply("Thought: I will give the final answer: later").final_answer is None
+    assert parse_reply("Done. Final Answer: 3\n```python\nprint(3)\n```").final_answer is None
+
+
 def test_final_answer_inside_code_is_code() -> None:
     parsed = parse_reply('```python\nprint("Final Answer: no")\n```')
     assert parsed.final_answer is None
