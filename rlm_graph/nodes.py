@@ -24,7 +24,7 @@ from langgraph.errors import GraphBubbleUp
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import get_runtime
 
-from rlm_graph import approval, dead_ends, idle, probes, prompts
+from rlm_graph import approval, dead_ends, idle, key_terms, probes, prompts
 from rlm_graph.answers import accept, invalid_answer_message
 from rlm_graph.budget import BudgetExhausted
 from rlm_graph.compaction import compact, replacing
@@ -211,7 +211,7 @@ class Loop:
             if run.setup:  # a follow-up's new query and context (rlm_graph.followups)
                 setup, run.setup = run.setup, None
                 yield RunBlock(executor, setup, traced=False)
-            looked, lost = yield from probes.key_term_once(executor, state)
+            looked, lost = yield from key_terms.key_term_once(executor, state)
             term = looked.get("key_term", state.get("key_term"))
             results: list[BlockResult] = []
             entries: list[JournalEntry] = []

@@ -367,7 +367,7 @@ def naming(text: str, term: KeyTerm | None) -> str:
 
 def search_for(term: KeyTerm | None) -> str:
     """The search the answer checks ask for: the question's rarest term in the data when the
-    run looked it up (:func:`rlm_graph.probes.key_term_once`), else any distinctive word."""
+    run looked it up (:func:`rlm_graph.key_terms.key_term_once`), else any distinctive word."""
     if term is None:
         return SEARCH_ANY
     count = term["count"]

@@ -201,7 +201,7 @@ class State(InputState, OutputState):
     check_answers: NotRequired[bool]
     answer_checked: NotRequired[bool]
     #: The question's rarest term in the data, which that check names as the search to run
-    #: (:func:`rlm_graph.probes.key_term_once`), and whether the run looked it up yet.
+    #: (:func:`rlm_graph.key_terms.key_term_once`), and whether the run looked it up yet.
     key_term: NotRequired[KeyTerm | None]
     key_term_looked: NotRequired[bool]
     #: Dead ends the run may still ask again, and whether the next model call samples

@@ -1,5 +1,5 @@
 """The search the loop names for a small model: the question's rarest term in the data, looked
-up in the sandbox once per run before the model's first block (rlm_graph.probes), named by the
+up in the sandbox once per run before the model's first block (rlm_graph.key_terms), named by the
 answer checks and the hints, and shown in place by the probe after a failed search. Scripted
 models, the real sandbox."""
 
@@ -11,7 +11,7 @@ from typing import Any, cast
 import pytest
 from langchain_core.messages import BaseMessage
 
-from rlm_graph import build_graph, probes, prompts
+from rlm_graph import build_graph, key_terms, prompts
 from rlm_graph.model_profile import SMALL_MODEL_TAG
 from tests.fakes import FakeChatModel, code, final, last_text, turn
 
@@ -50,7 +50,7 @@ def _run(
     ],
 )
 def test_the_questions_terms(query: str, terms: list[str]) -> None:
-    assert probes.question_terms(query) == terms
+    assert key_terms.question_terms(query) == terms
 
 
 @pytest.mark.parametrize(
@@ -64,7 +64,7 @@ def test_the_questions_terms(query: str, terms: list[str]) -> None:
     ],
 )
 def test_the_rarest_term_the_data_holds(terms: list[str], counts: str, term: str | None) -> None:
-    found = probes.key_term(terms, f"\n{counts}\n")
+    found = key_terms.key_term(terms, f"\n{counts}\n")
     assert (found["term"] if found else None) == term
 
 
@@ -75,7 +75,7 @@ def test_the_rarest_term_the_data_holds(terms: list[str], counts: str, term: str
 def test_a_tampered_lookup_names_nothing(output: str) -> None:
     # The counts are printed in the sandbox, where the model's code runs: anything else than
     # one count per term is ignored, and a term named is always the question's own.
-    assert probes.key_term(["blue-fox", "red-owl"], output) is None
+    assert key_terms.key_term(["blue-fox", "red-owl"], output) is None
 
 
 def test_a_guess_is_told_the_term_to_grep() -> None:
@@ -118,7 +118,7 @@ class _Outcome:
 
 
 def _lookup(state: dict[str, Any], outcome: _Outcome) -> tuple[dict[str, Any], str | None]:
-    steps = probes.key_term_once(cast(Any, None), cast(Any, state))
+    steps = key_terms.key_term_once(cast(Any, None), cast(Any, state))
     try:
         next(steps)
         steps.send(outcome)
@@ -138,7 +138,7 @@ def test_a_lookup_cut_off_by_the_timeout_tells_the_model_its_repl_restarted() ->
 def test_the_lookup_runs_once_and_only_for_checked_answers() -> None:
     for state in ({"check_answers": False, "query": QUERY},
                   {"check_answers": True, "key_term_looked": True, "query": QUERY}):  # fmt: skip
-        steps = probes.key_term_once(cast(Any, None), cast(Any, state))
+        steps = key_terms.key_term_once(cast(Any, None), cast(Any, state))
         with pytest.raises(StopIteration):
             next(steps)
 
