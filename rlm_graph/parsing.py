@@ -3,7 +3,8 @@
 Format: ``Thought: ...`` followed by fenced code (```python or ```repl), or
 ``Final Answer: ...`` (at a line's start, or after a sentence in a reply without code). Only
 fences tagged python/py/repl count as code, so a model quoting data in a plain fence does not
-run it. ``Final Answer:`` inside a code block is code, not an answer.
+run it. ``Final Answer:`` inside a code block is code, not an answer, unless the reply's one
+block holds only that line (which is not Python).
 """
 
 from __future__ import annotations
@@ -47,6 +48,12 @@ def parse_reply(text: str) -> ParsedReply:
     if fm:
         final = prose[fm.end() :].strip()
         prose = prose[: fm.start()]
+    elif len(code_blocks) == 1 and (label := _FINAL.match(code_blocks[0].strip())):
+        # A block holding only "Final Answer: 42" is not Python (a SyntaxError if run): a small
+        # model fenced its answer (issue 12, a dev trace and a test trace, each twice in a row).
+        only = code_blocks[0].strip()
+        if "\n" not in only:
+            final, code_blocks = only[label.end() :].strip(), []
 
     thought = prose
     t = _THOUGHT.search(prose)

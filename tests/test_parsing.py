@@ -33,6 +33,16 @@ def test_final_answer_after_a_sentence_in_a_reply_without_code() -> None:
     assert parse_reply("Done. Final Answer: 3\n```python\nprint(3)\n```").final_answer is None
 
 
+def test_a_block_holding_only_a_final_answer_is_the_answer() -> None:
+    parsed = parse_reply("Thought: found it.\n```python\nFinal Answer: 6050968\n```")
+    assert parsed.final_answer == "6050968" and parsed.code_blocks == []
+    # Code beside the label, or a second block, is code (it runs; the label errs there).
+    two_lines = "```python\nx = 1\nFinal Answer: 1\n```"
+    assert parse_reply(two_lines).final_answer is None
+    two_blocks = "```python\nprint(1)\n```\n```python\nFinal Answer: 1\n```"
+    assert parse_reply(two_blocks).final_answer is None
+
+
 def test_final_answer_inside_code_is_code() -> None:
     parsed = parse_reply('```python\nprint("Final Answer: no")\n```')
     assert parsed.final_answer is None
