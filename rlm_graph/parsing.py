@@ -48,11 +48,12 @@ def parse_reply(text: str) -> ParsedReply:
     if fm:
         final = prose[fm.end() :].strip()
         prose = prose[: fm.start()]
-    elif len(code_blocks) == 1 and (label := _FINAL.match(code_blocks[0].strip())):
+    elif len(code_blocks) == 1:
         # A block holding only "Final Answer: 42" is not Python (a SyntaxError if run): a small
-        # model fenced its answer (issue 12, a dev trace and a test trace, each twice in a row).
+        # model fenced its answer (issue 12: once in a dev trace, twice in a row in a test trace).
         only = code_blocks[0].strip()
-        if "\n" not in only:
+        label = _FINAL.match(only) if "\n" not in only else None
+        if label:
             final, code_blocks = only[label.end() :].strip(), []
 
     thought = prose
